@@ -1,0 +1,26 @@
+# tests/fuzz: libFuzzer harnesses, one per parser of untrusted bytes.  In a
+# normal build each is linked with standalone.c and replays its corpus in
+# `make check`; with --enable-fuzzing it is a libFuzzer binary and
+# `make fuzz-check` runs each for FUZZ_SECONDS (tests/run-test.sh).
+
+FUZZ_TESTS = tests/fuzz/fuzz_sim_request
+check_PROGRAMS += $(FUZZ_TESTS)
+TESTS += $(FUZZ_TESTS)
+EXTRA_DIST += tests/fuzz/corpus tests/run-test.sh
+LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-test.sh
+
+if FUZZING
+FUZZ_MAIN =
+FUZZ_LINK = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+else
+FUZZ_MAIN = tests/fuzz/standalone.c
+FUZZ_LINK = $(AM_LDFLAGS)
+endif
+
+tests_fuzz_fuzz_sim_request_SOURCES = tests/fuzz/fuzz_sim_request.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_sim_request_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_sim_request_LDADD = libsim.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+fuzz-check:
+	TAP_FUZZING=1 $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(FUZZ_TESTS)"
+.PHONY: fuzz-check
