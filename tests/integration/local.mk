@@ -1,0 +1,17 @@
+# tests/integration: node:test suites run against the built programs.  Each
+# file is one automake test speaking TAP (see MJS_LOG_COMPILER); the shared
+# helpers live in tests/integration/lib/.
+TESTS += \
+	tests/integration/sim_openai.mjs \
+	tests/integration/sim_stream.mjs \
+	tests/integration/sim_native.mjs \
+	tests/integration/sim_knobs.mjs \
+	tests/integration/sim_http.mjs
+
+EXTRA_DIST += \
+	tests/integration/lib/harness.mjs \
+	tests/integration/sim_openai.mjs \
+	tests/integration/sim_stream.mjs \
+	tests/integration/sim_native.mjs \
+	tests/integration/sim_knobs.mjs \
+	tests/integration/sim_http.mjs
