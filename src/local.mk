@@ -1,0 +1,28 @@
+# src/: the proxy.  Everything but main.c goes into libinfertap.a so that the
+# unit tests and fuzz targets link exactly the code the binary runs.
+
+TAP_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(OPENSSL_CFLAGS) \
+	$(PROTOBUF_C_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) $(YAML_CFLAGS) $(ZLIB_CFLAGS)
+TAP_DEP_LIBS = $(LIBEVENT_OPENSSL_LIBS) $(LIBEVENT_PTHREADS_LIBS) $(LIBEVENT_LIBS) \
+	$(OPENSSL_LIBS) $(PROTOBUF_C_LIBS) $(JANSSON_LIBS) $(XXHASH_LIBS) $(YAML_LIBS) \
+	$(ZLIB_LIBS) -lm -lpthread
+AM_CPPFLAGS += $(TAP_DEP_CFLAGS)
+
+noinst_LIBRARIES += libinfertap.a
+libinfertap_a_SOURCES = \
+	src/tap_core.h \
+	src/conf.c src/conf.h \
+	src/run.c src/run.h \
+	src/version.h
+
+bin_PROGRAMS += infertap
+infertap_SOURCES = src/main.c
+infertap_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+# the proxy data path (src/proxy/)
+libinfertap_a_SOURCES += src/exchange.h src/proxy/proxy.h src/proxy/proxy-int.h \
+	src/proxy/settings.c src/proxy/settings.h src/proxy/worker.c src/proxy/server.c \
+	src/proxy/client.c src/proxy/upstream.c src/proxy/request.c src/proxy/request.h \
+	src/proxy/response.c src/proxy/response.h src/proxy/headers.c src/proxy/headers.h \
+	src/proxy/trace.c src/proxy/trace.h src/proxy/accesslog.c src/proxy/accesslog.h \
+	src/proxy/admin.c

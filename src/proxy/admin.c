@@ -1,0 +1,206 @@
+/*
+ * admin.c: the admin listener: /healthz, /readyz and /metrics.
+ *
+ * It runs on the control thread's event_base (the thread that called
+ * tap_proxy_run(), never a worker), with libevent's evhttp: the admin side
+ * is low-volume and off the data path, so a small generic server is enough.
+ * Metrics are read from the workers' counters with relaxed atomic loads and
+ * summed, so reading them never stops a worker.  The text follows the
+ * Prometheus exposition format (HELP and TYPE before each family, counters
+ * ending in _total).
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "tap_core.h"
+#include "proxy/proxy-int.h"
+
+
+static const char *const  tap_limit_names[TAP_LIMIT_N] = {
+    [TAP_LIMIT_CONNECT_TIMEOUT] = "connect_timeout",
+    [TAP_LIMIT_RESPONSE_HEADER_TIMEOUT] = "response_header_timeout",
+    [TAP_LIMIT_STREAM_IDLE_TIMEOUT] = "stream_idle_timeout",
+    [TAP_LIMIT_CLIENT_HEADER_TIMEOUT] = "client_header_timeout",
+    [TAP_LIMIT_CLIENT_BODY_TIMEOUT] = "client_body_timeout",
+    [TAP_LIMIT_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
+    [TAP_LIMIT_MAX_HEADER_BYTES] = "max_header_bytes",
+    [TAP_LIMIT_MAX_BODY_BYTES] = "max_body_bytes",
+    [TAP_LIMIT_MAX_CONNECTIONS] = "max_connections",
+    [TAP_LIMIT_ACCESS_LOG] = "access_log_dropped",
+};
+
+
+static void
+tap_admin_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+    struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, code, reason, body);
+}
+
+
+static int
+tap_admin_ready(tap_proxy_t *px)
+{
+    int64_t  now_ms = tap_now_ns() / 1000000;
+    size_t   i;
+
+    if (__atomic_load_n(&px->draining, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    for (i = 0; i < px->ps->nservers; i++) {
+        if (tap_health_up(px, (unsigned) i, now_ms)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static void
+tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
+{
+    static const char *const  classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+    uint64_t                  req[6] = { 0 }, lim[TAP_LIMIT_N] = { 0 }, retries = 0;
+    uint64_t                  accepted = 0;
+    int64_t                   active = 0, now_ms = tap_now_ns() / 1000000;
+    unsigned                  i, k;
+
+    for (i = 0; i < px->nworkers; i++) {
+        tap_wstats_t  *st = &px->workers[i].st;
+
+        for (k = 0; k < 6; k++) {
+            req[k] += TAP_STAT_GET(st->requests[k]);
+        }
+        for (k = 0; k < TAP_LIMIT_N; k++) {
+            lim[k] += TAP_STAT_GET(st->limits[k]);
+        }
+        retries += TAP_STAT_GET(st->retries);
+        accepted += TAP_STAT_GET(st->accepted);
+        active += (int64_t) TAP_STAT_GET(st->active_conns);
+        lim[TAP_LIMIT_ACCESS_LOG] += TAP_STAT_GET(px->workers[i].log.dropped);
+    }
+
+    evbuffer_add_printf(b,
+        "# HELP infertap_requests_total Requests answered, by status class.\n"
+        "# TYPE infertap_requests_total counter\n");
+    for (k = 0; k < TAP_NELEMS(classes); k++) {
+        evbuffer_add_printf(b, "infertap_requests_total{code=\"%s\"} %llu\n", classes[k],
+            (unsigned long long) req[k + 1]);
+    }
+    evbuffer_add_printf(b,
+        "# HELP infertap_active_connections Open client connections.\n"
+        "# TYPE infertap_active_connections gauge\n"
+        "infertap_active_connections %lld\n"
+        "# HELP infertap_connections_accepted_total Client connections accepted.\n"
+        "# TYPE infertap_connections_accepted_total counter\n"
+        "infertap_connections_accepted_total %llu\n",
+        (long long) (active < 0 ? 0 : active), (unsigned long long) accepted);
+
+    evbuffer_add_printf(b,
+        "# HELP infertap_upstream_healthy 1 when the upstream server is not ejected.\n"
+        "# TYPE infertap_upstream_healthy gauge\n");
+    for (i = 0; i < px->ps->nservers; i++) {
+        evbuffer_add_printf(b, "infertap_upstream_healthy{upstream=\"%s\"} %d\n",
+            px->ps->servers[i].text, tap_health_up(px, i, now_ms) ? 1 : 0);
+    }
+
+    evbuffer_add_printf(b,
+        "# HELP infertap_limits_hit_total Times a configured limit or timeout was hit.\n"
+        "# TYPE infertap_limits_hit_total counter\n");
+    for (k = 0; k < TAP_LIMIT_N; k++) {
+        evbuffer_add_printf(b, "infertap_limits_hit_total{limit=\"%s\"} %llu\n",
+            tap_limit_names[k], (unsigned long long) lim[k]);
+    }
+    evbuffer_add_printf(b,
+        "# HELP infertap_upstream_retries_total Requests retried on another attempt.\n"
+        "# TYPE infertap_upstream_retries_total counter\n"
+        "infertap_upstream_retries_total %llu\n",
+        (unsigned long long) retries);
+}
+
+
+static void
+tap_admin_on_request(struct evhttp_request *req, void *arg)
+{
+    tap_proxy_t      *px = arg;
+    const char       *uri = evhttp_request_get_uri(req);
+    struct evbuffer  *b = evbuffer_new();
+    size_t            plen;
+
+    if (b == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    plen = strcspn(uri, "?");
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET
+        && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+    {
+        evbuffer_add_printf(b, "{\"error\":{\"message\":\"method not allowed\","
+            "\"type\":\"infertap_error\",\"code\":\"method_not_allowed\"}}\n");
+        tap_admin_reply(req, 405, "Method Not Allowed", "application/json", b);
+
+    } else if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
+        evbuffer_add(b, "ok\n", 3);
+        tap_admin_reply(req, 200, "OK", "text/plain; charset=utf-8", b);
+
+    } else if (plen == 7 && memcmp(uri, "/readyz", 7) == 0) {
+        if (tap_admin_ready(px)) {
+            evbuffer_add(b, "ready\n", 6);
+            tap_admin_reply(req, 200, "OK", "text/plain; charset=utf-8", b);
+        } else {
+            evbuffer_add(b, "not ready\n", 10);
+            tap_admin_reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", b);
+        }
+
+    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+        tap_admin_metrics(px, b);
+        tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+
+    } else {
+        evbuffer_add_printf(b, "{\"error\":{\"message\":\"not found\","
+            "\"type\":\"infertap_error\",\"code\":\"not_found\"}}\n");
+        tap_admin_reply(req, 404, "Not Found", "application/json", b);
+    }
+    evbuffer_free(b);
+}
+
+
+int
+tap_admin_start(tap_proxy_t *px, struct evhttp **out)
+{
+    struct evhttp          *http;
+    struct evconnlistener  *l;
+    const tap_paddr_t      *a = &px->ps->admin;
+
+    http = evhttp_new(px->base);
+    if (http == NULL) {
+        fprintf(stderr, "infertap: admin: out of memory\n");
+        return TAP_ERROR;
+    }
+    l = evconnlistener_new_bind(px->base, NULL, NULL,
+        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+        (const struct sockaddr *) &a->ss, (int) a->len);
+    if (l == NULL || evhttp_bind_listener(http, l) == NULL) {
+        fprintf(stderr, "infertap: admin: cannot listen on %s\n", a->text);
+        if (l != NULL) {
+            evconnlistener_free(l);
+        }
+        evhttp_free(http);
+        return TAP_ERROR;
+    }
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST
+        | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+    evhttp_set_timeout(http, 10);
+    evhttp_set_gencb(http, tap_admin_on_request, px);
+    *out = http;
+    return TAP_OK;
+}

@@ -1,0 +1,655 @@
+/*
+ * client.c: the upstream half of a transaction: the request head sent
+ * upstream, streaming the body, reading and relaying the response.
+ *
+ * The upstream head is built once per request into an evbuffer (kept for a
+ * retry).  Hop-by-hop headers and those named in Connection are dropped;
+ * framing is regenerated from what was parsed (Content-Length: N, or
+ * Transfer-Encoding: chunked with infertap's own chunking); Expect is
+ * answered by infertap (it sends 100 Continue when the head goes upstream),
+ * so it is not forwarded.  X-Forwarded-For is appended to, X-Forwarded-Proto
+ * and X-Forwarded-Host are added when absent (a proxy in front of infertap
+ * keeps its values), the request id and traceparent are set.
+ *
+ * The response head goes to the client as soon as it is parsed, with its
+ * framing regenerated: Content-Length when the upstream gave one, otherwise
+ * chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.  Body
+ * bytes are copied once out of the parser's view of the read buffer and
+ * moved (evbuffer_add_buffer) to the client's output after each read, so an
+ * SSE event reaches the client in the read that brought it.  Each direction
+ * has backpressure in the style of libevent's le-proxy sample: when the
+ * output toward one side holds more than TAP_PROXY_HIGH_WATER bytes the
+ * other side stops being read, and its write callback (low water mark)
+ * resumes it, so memory per connection stays bounded.
+ *
+ * Retries happen only when no byte of the request can have been used by a
+ * server: a failed connect (the body is still buffered, nothing was
+ * written), or a reused pooled connection that closes before any response
+ * byte when the request has no body (then the next attempt uses a fresh
+ * connection).  Anything else fails the transaction: 502 before the
+ * response head, a truncated response after it.
+ */
+
+#include "config.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "tap_core.h"
+#include "proxy/proxy-int.h"
+
+
+typedef enum {
+    TAP_UFAIL_CONNECT = 0,
+    TAP_UFAIL_CONNECT_TIMEOUT,
+    TAP_UFAIL_RESET,
+    TAP_UFAIL_BAD,
+    TAP_UFAIL_HEADER_TIMEOUT,
+} tap_ufail_e;
+
+
+static void tap_uconn_on_read(struct bufferevent *bev, void *arg);
+static void tap_uconn_on_write(struct bufferevent *bev, void *arg);
+static void tap_uconn_on_event(struct bufferevent *bev, short what, void *arg);
+static void tap_txn_rs_first_byte(void *ctx);
+static int tap_txn_rs_head(void *ctx);
+static int tap_txn_rs_body(void *ctx, const char *p, size_t len);
+static void tap_txn_upstream_failed(tap_txn_t *t, tap_ufail_e kind);
+
+
+static const tap_respp_cbs_t  tap_txn_rs_cbs = {
+    .on_first_byte = tap_txn_rs_first_byte,
+    .on_head = tap_txn_rs_head,
+    .on_body = tap_txn_rs_body,
+    .on_done = NULL,
+};
+
+
+static void
+tap_evbuffer_header(struct evbuffer *b, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    evbuffer_add(b, name, nlen);
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, v, vlen);
+    evbuffer_add(b, "\r\n", 2);
+}
+
+
+void
+tap_txn_build_head(tap_txn_t *t)
+{
+    tap_dconn_t            *dc = t->dc;
+    const tap_psettings_t  *ps = dc->w->ps;
+    tap_hlist_t            *hl = &dc->rp.hl;
+    struct evbuffer        *b = t->uhead;
+    const char             *name, *v;
+    size_t                  nlen, vlen;
+    unsigned                i, nxff = 0;
+    int                     host = -1, ts = -1;
+    char                    tp[TAP_TRACEPARENT_LEN + 1];
+
+    evbuffer_add_printf(b, "%s ", llhttp_method_name(
+        (llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
+    evbuffer_add(b, hl->buf + hl->uoff, hl->ulen);
+    evbuffer_add(b, " HTTP/1.1\r\n", 11);
+
+    for (i = 0; i < hl->n; i++) {
+        name = tap_hlist_name(hl, i);
+        nlen = hl->h[i].nlen;
+        if (tap_hlist_is_hop(hl, i) || tap_name_eq(name, nlen, "expect")
+            || tap_name_eq(name, nlen, "traceparent") || tap_name_eq(name, nlen, "x-forwarded-for")
+            || tap_name_eq(name, nlen, ps->request_id_header))
+        {
+            continue;
+        }
+        if (tap_name_eq(name, nlen, "tracestate")) {
+            ts = ts == -1 ? (int) i : -2;
+            continue;
+        }
+        if (tap_name_eq(name, nlen, "host")) {
+            host = (int) i;
+        }
+        tap_evbuffer_header(b, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+    }
+
+    if (host < 0) {
+        evbuffer_add_printf(b, "Host: %s\r\n", ps->servers[t->server >= 0 ? t->server : 0].text);
+    }
+
+    evbuffer_add(b, "X-Forwarded-For: ", 17);
+    for (i = 0; i < hl->n; i++) {
+        if (tap_name_eq(tap_hlist_name(hl, i), hl->h[i].nlen, "x-forwarded-for")) {
+            v = tap_hlist_value(hl, i);
+            vlen = hl->h[i].vlen;
+            tap_trim(&v, &vlen);
+            if (vlen > 0) {
+                evbuffer_add(b, v, vlen);
+                evbuffer_add(b, ", ", 2);
+                nxff++;
+            }
+        }
+    }
+    evbuffer_add_printf(b, "%s\r\n", dc->ip);
+    if (tap_hlist_find(hl, "x-forwarded-proto", 0) < 0) {
+        evbuffer_add(b, "X-Forwarded-Proto: http\r\n", 25);
+    }
+    if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0 && host >= 0) {
+        tap_evbuffer_header(b, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
+            hl->h[host].vlen);
+    }
+
+    evbuffer_add_printf(b, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);
+    tap_traceparent_format(tp, t->ex.trace_id, t->ex.span_id, t->ex.trace_flags);
+    evbuffer_add_printf(b, "traceparent: %s\r\n", tp);
+    if (ts >= 0 && t->ex.has_parent
+        && tap_tracestate_check(tap_hlist_value(hl, (unsigned) ts), hl->h[ts].vlen) == TAP_OK)
+    {
+        tap_evbuffer_header(b, "tracestate", 10, tap_hlist_value(hl, (unsigned) ts),
+            hl->h[ts].vlen);
+    }
+
+    if (dc->rp.chunked) {
+        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (dc->rp.has_cl) {
+        evbuffer_add_printf(b, "Content-Length: %llu\r\n",
+            (unsigned long long) dc->rp.content_length);
+    }
+    evbuffer_add(b, "\r\n", 2);
+    TAP_UNUSED(nxff);
+}
+
+
+static void
+tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
+{
+    const tap_psettings_t  *ps = t->dc->w->ps;
+    struct timeval          tv;
+    int64_t                 ms = 0;
+
+    t->uphase = phase;
+    evtimer_del(t->dc->utimer);
+    if (phase == TAP_UPHASE_CONNECT) {
+        ms = ps->connect_ms;
+    } else if (phase == TAP_UPHASE_HEADER) {
+        ms = ps->response_header_ms;
+    }
+    if (ms > 0) {
+        tv = tap_ms_tv(ms);
+        evtimer_add(t->dc->utimer, &tv);
+    }
+}
+
+
+static void
+tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
+{
+    tap_dconn_t  *dc = t->dc;
+
+    t->uc = uc;
+    uc->txn = t;
+    bufferevent_setcb(uc->bev, tap_uconn_on_read, tap_uconn_on_write, tap_uconn_on_event, uc);
+    bufferevent_setwatermark(uc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
+    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    tap_respp_init(&dc->rsp, &tap_txn_rs_cbs, t, t->head_req);
+}
+
+
+/* The connection can take the request: send the head and what we have of
+ * the body. */
+static void
+tap_txn_on_connected(tap_txn_t *t)
+{
+    tap_uconn_t      *uc = t->uc;
+    struct evbuffer  *out = bufferevent_get_output(uc->bev);
+    int               one = 1;
+
+    if (!uc->connected) {
+        uc->connected = 1;
+        setsockopt(bufferevent_getfd(uc->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    t->ex.upstream_connect = tap_now_ns();
+    tap_txn_set_uphase(t, TAP_UPHASE_NONE);
+    evbuffer_add(out, evbuffer_pullup(t->uhead, -1), evbuffer_get_length(t->uhead));
+
+    if (t->expect_continue && !t->req_done && !t->resp_started) {
+        evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        t->expect_continue = 0;
+    }
+    tap_txn_flush_body(t);
+    tap_dconn_read_unblock(t->dc);
+}
+
+
+void
+tap_txn_upstream_start(tap_txn_t *t)
+{
+    tap_dconn_t            *dc = t->dc;
+    tap_worker_t           *w = dc->w;
+    const tap_psettings_t  *ps = w->ps;
+    tap_uconn_t            *uc;
+    int                     s;
+
+    s = tap_upstream_pick(w, t->tried);
+    if (s < 0) {
+        tap_txn_respond_error(t, 503, "no_healthy_upstream", "no healthy upstream server");
+        return;
+    }
+    t->server = s;
+    if (s < 64) {
+        t->tried |= 1ULL << s;
+    }
+    snprintf(t->ex.upstream, sizeof(t->ex.upstream), "%s", ps->servers[s].text);
+    t->ex.upstream_start = tap_now_ns();
+
+    uc = t->fresh_only ? NULL : tap_upool_get(w, (unsigned) s);
+    t->fresh_only = 0;
+    if (uc != NULL) {
+        tap_txn_attach(t, uc);
+        tap_txn_on_connected(t);
+        return;
+    }
+
+    uc = calloc(1, sizeof(*uc));
+    if (uc == NULL) {
+        tap_txn_respond_error(t, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    uc->w = w;
+    uc->server = (unsigned) s;
+    w->pools[s].inflight++;
+    uc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (uc->bev == NULL) {
+        tap_uconn_close(uc);
+        tap_txn_respond_error(t, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    tap_txn_attach(t, uc);
+    tap_txn_set_uphase(t, TAP_UPHASE_CONNECT);
+    if (bufferevent_socket_connect(uc->bev, (struct sockaddr *) &ps->servers[s].ss,
+            (int) ps->servers[s].len) != 0)
+    {
+        tap_txn_upstream_failed(t, TAP_UFAIL_CONNECT);
+    }
+}
+
+
+void
+tap_txn_flush_body(tap_txn_t *t)
+{
+    tap_dconn_t      *dc = t->dc;
+    struct evbuffer  *out;
+    size_t            n;
+
+    if (t->uc == NULL || !t->uc->connected) {
+        if (evbuffer_get_length(t->ubody) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
+            dc->read_blocked = 1;
+            bufferevent_disable(dc->bev, EV_READ);
+        }
+        return;
+    }
+
+    out = bufferevent_get_output(t->uc->bev);
+    n = evbuffer_get_length(t->ubody);
+    if (n > 0) {
+        t->body_sent = 1;
+        if (dc->rp.chunked) {
+            evbuffer_add_printf(out, "%zx\r\n", n);
+            evbuffer_add_buffer(out, t->ubody);
+            evbuffer_add(out, "\r\n", 2);
+        } else {
+            evbuffer_add_buffer(out, t->ubody);
+        }
+    }
+    if (t->req_done && !t->end_sent) {
+        t->end_sent = 1;
+        if (dc->rp.chunked) {
+            evbuffer_add(out, "0\r\n\r\n", 5);
+        }
+        if (!dc->rsp.got_head) {
+            tap_txn_set_uphase(t, TAP_UPHASE_HEADER);
+        }
+    }
+    if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
+        dc->read_blocked = 1;
+        bufferevent_disable(dc->bev, EV_READ);
+    }
+}
+
+
+void
+tap_txn_upstream_drop(tap_txn_t *t)
+{
+    tap_uconn_t  *uc = t->uc;
+    tap_dconn_t  *dc = t->dc;
+    int           reuse;
+
+    evtimer_del(dc->utimer);
+    t->uphase = TAP_UPHASE_NONE;
+    if (uc == NULL) {
+        return;
+    }
+    t->uc = NULL;
+    uc->txn = NULL;
+
+    /* reusable only after a complete exchange in both directions with
+     * nothing left over and no one asking to close */
+    reuse = uc->connected && t->resp_done && dc->rsp.done && t->end_sent
+        && tap_respp_keepalive(&dc->rsp)
+        && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
+    if (reuse) {
+        tap_uconn_release(uc);
+    } else {
+        tap_uconn_close(uc);
+    }
+}
+
+
+void
+tap_txn_client_drained(tap_txn_t *t)
+{
+    if (t->uc != NULL && t->resp_started && !t->resp_done) {
+        bufferevent_enable(t->uc->bev, EV_READ);
+    }
+}
+
+
+static void
+tap_txn_upstream_failed(tap_txn_t *t, tap_ufail_e kind)
+{
+    tap_dconn_t            *dc = t->dc;
+    tap_worker_t           *w = dc->w;
+    int                     retry = 0, stale = 0, status = 502;
+    const char             *code = "upstream_bad_response", *msg;
+
+    msg = "the upstream server closed the connection before responding";
+    switch (kind) {
+    case TAP_UFAIL_CONNECT:
+    case TAP_UFAIL_CONNECT_TIMEOUT:
+        tap_health_fail(w->px, (unsigned) t->server);
+        retry = !t->body_sent;
+        if (kind == TAP_UFAIL_CONNECT) {
+            code = "upstream_connect_failed";
+            msg = "cannot connect to the upstream server";
+        } else {
+            status = 504;
+            code = "upstream_timeout";
+            msg = "timed out connecting to the upstream server";
+        }
+        break;
+
+    case TAP_UFAIL_RESET:
+        if (t->uc != NULL && t->uc->reused && !t->has_body && !dc->rsp.any_byte) {
+            /* a pooled connection the server had closed: not its fault */
+            retry = stale = 1;
+        } else {
+            tap_health_fail(w->px, (unsigned) t->server);
+        }
+        break;
+
+    case TAP_UFAIL_BAD:
+        tap_health_fail(w->px, (unsigned) t->server);
+        msg = "malformed response from the upstream server";
+        break;
+
+    case TAP_UFAIL_HEADER_TIMEOUT:
+        tap_health_fail(w->px, (unsigned) t->server);
+        status = 504;
+        code = "upstream_timeout";
+        msg = "timed out waiting for the upstream response";
+        break;
+    }
+
+    if (t->uc != NULL) {
+        tap_uconn_close(t->uc);
+        t->uc = NULL;
+    }
+    evtimer_del(dc->utimer);
+    t->uphase = TAP_UPHASE_NONE;
+
+    if (retry && !t->resp_started && (stale || t->ex.retries < w->ps->retries)) {
+        t->ex.retries++;
+        TAP_STAT_ADD(w->st.retries, 1);
+        t->fresh_only = stale;
+        tap_txn_upstream_start(t);
+        return;
+    }
+    tap_txn_respond_error(t, status, code, msg);
+}
+
+
+void
+tap_uconn_on_utimer(evutil_socket_t fd, short what, void *arg)
+{
+    tap_dconn_t  *dc = arg;
+    tap_txn_t    *t = dc->txn;
+
+    if (t == NULL) {
+        return;
+    }
+    if (t->uphase == TAP_UPHASE_CONNECT) {
+        TAP_STAT_ADD(dc->w->st.limits[TAP_LIMIT_CONNECT_TIMEOUT], 1);
+        tap_txn_upstream_failed(t, TAP_UFAIL_CONNECT_TIMEOUT);
+    } else if (t->uphase == TAP_UPHASE_HEADER) {
+        TAP_STAT_ADD(dc->w->st.limits[TAP_LIMIT_RESPONSE_HEADER_TIMEOUT], 1);
+        tap_txn_upstream_failed(t, TAP_UFAIL_HEADER_TIMEOUT);
+    }
+}
+
+
+/* --- response ------------------------------------------------------------------------------- */
+
+
+static void
+tap_txn_rs_first_byte(void *ctx)
+{
+    tap_txn_t  *t = ctx;
+
+    t->ex.upstream_first_byte = tap_now_ns();
+}
+
+
+static int
+tap_txn_rs_head(void *ctx)
+{
+    tap_txn_t              *t = ctx;
+    tap_dconn_t            *dc = t->dc;
+    const tap_psettings_t  *ps = dc->w->ps;
+    tap_respp_t            *rs = &dc->rsp;
+    tap_hlist_t            *hl = &rs->hl;
+    struct evbuffer        *out = bufferevent_get_output(dc->bev);
+    struct timeval          tv;
+    const char             *name, *v;
+    size_t                  nlen, vlen, k;
+    unsigned                i;
+    int                     bodyless, http10, keep, cl;
+
+    t->ex.status = rs->status;
+    tap_health_ok(dc->w->px, (unsigned) t->server);
+    tap_txn_set_uphase(t, TAP_UPHASE_NONE);
+    if (ps->stream_idle_ms > 0) {
+        tv = tap_ms_tv(ps->stream_idle_ms);
+        bufferevent_set_timeouts(t->uc->bev, &tv, NULL);
+    }
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", rs->status);
+    evbuffer_add(out, hl->buf + hl->uoff, hl->ulen);
+    evbuffer_add(out, "\r\n", 2);
+
+    for (i = 0; i < hl->n; i++) {
+        name = tap_hlist_name(hl, i);
+        nlen = hl->h[i].nlen;
+        if (tap_hlist_is_hop(hl, i) || tap_name_eq(name, nlen, ps->request_id_header)) {
+            continue;
+        }
+        tap_evbuffer_header(out, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+    }
+    evbuffer_add_printf(out, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);
+
+    http10 = llhttp_get_http_minor(&dc->rp.parser) == 0;
+    bodyless = t->head_req || rs->status == 204 || rs->status == 304;
+    if (!bodyless) {
+        if (tap_respp_has_cl(rs)) {
+            evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+                (unsigned long long) rs->parser.content_length);
+        } else if (!http10) {
+            t->resp_chunked = 1;
+            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        } else {
+            t->resp_close = 1;
+        }
+    } else if (rs->status != 204 && (cl = tap_hlist_find(hl, "content-length", 0)) >= 0) {
+        /* a HEAD or 304 answer describes the representation: keep it when
+         * it is a plain number */
+        v = tap_hlist_value(hl, (unsigned) cl);
+        vlen = hl->h[cl].vlen;
+        tap_trim(&v, &vlen);
+        for (k = 0; k < vlen && v[k] >= '0' && v[k] <= '9'; k++) {
+            /* digits only */
+        }
+        if (vlen > 0 && vlen < 20 && k == vlen) {
+            tap_evbuffer_header(out, "Content-Length", 14, v, vlen);
+        }
+    }
+
+    keep = !t->resp_close && t->req_done && tap_reqp_keepalive(&dc->rp) && !dc->w->draining;
+    if (!keep) {
+        t->resp_close = 1;
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    } else if (http10) {
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    t->resp_started = 1;
+    return TAP_OK;
+}
+
+
+static int
+tap_txn_rs_body(void *ctx, const char *p, size_t len)
+{
+    tap_txn_t  *t = ctx;
+
+    t->ex.bytes_out += len;
+    return evbuffer_add(t->cbody, p, len) == 0 ? TAP_OK : TAP_ERROR;
+}
+
+
+/* Moves the body bytes of this read to the client, chunked if need be. */
+static void
+tap_txn_flush_client(tap_txn_t *t)
+{
+    struct evbuffer  *out = bufferevent_get_output(t->dc->bev);
+    size_t            n = evbuffer_get_length(t->cbody);
+
+    if (n == 0) {
+        return;
+    }
+    if (t->resp_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_add_buffer(out, t->cbody);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_buffer(out, t->cbody);
+    }
+}
+
+
+static void
+tap_txn_response_done(tap_txn_t *t)
+{
+    tap_txn_flush_client(t);
+    if (t->resp_chunked) {
+        evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
+    }
+    t->ex.last_byte = tap_now_ns();
+    tap_txn_complete(t);
+}
+
+
+static void
+tap_uconn_on_read(struct bufferevent *bev, void *arg)
+{
+    tap_uconn_t            *uc = arg;
+    tap_txn_t              *t = uc->txn;
+    tap_dconn_t            *dc = t->dc;
+    struct evbuffer        *in = bufferevent_get_input(bev);
+    struct evbuffer_iovec   v;
+    size_t                  used;
+    int                     rc;
+
+    while (evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+        rc = tap_respp_feed(&dc->rsp, v.iov_base, v.iov_len, &used);
+        if (used > 0) {
+            evbuffer_drain(in, used);
+        }
+        if (rc == TAP_ERROR) {
+            if (t->resp_started) {
+                tap_txn_flush_client(t);
+                tap_txn_truncate(t, "upstream_bad_response");
+            } else {
+                tap_txn_upstream_failed(t, TAP_UFAIL_BAD);
+            }
+            return;
+        }
+        if (rc == TAP_AGAIN) {
+            tap_txn_response_done(t);
+            return;
+        }
+    }
+
+    tap_txn_flush_client(t);
+    if (evbuffer_get_length(bufferevent_get_output(dc->bev)) > TAP_PROXY_HIGH_WATER) {
+        bufferevent_disable(bev, EV_READ);
+    }
+}
+
+
+static void
+tap_uconn_on_write(struct bufferevent *bev, void *arg)
+{
+    tap_uconn_t  *uc = arg;
+
+    if (uc->txn != NULL) {
+        tap_dconn_read_unblock(uc->txn->dc);
+    }
+}
+
+
+static void
+tap_uconn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    tap_uconn_t  *uc = arg;
+    tap_txn_t    *t = uc->txn;
+    tap_dconn_t  *dc = t->dc;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        tap_txn_on_connected(t);
+        return;
+    }
+
+    if (what & BEV_EVENT_TIMEOUT) {
+        TAP_STAT_ADD(dc->w->st.limits[TAP_LIMIT_STREAM_IDLE_TIMEOUT], 1);
+        tap_txn_flush_client(t);
+        tap_txn_truncate(t, "upstream_timeout");
+        return;
+    }
+
+    /* EOF or error */
+    if (!uc->connected) {
+        tap_txn_upstream_failed(t, TAP_UFAIL_CONNECT);
+        return;
+    }
+    if (!dc->rsp.got_head) {
+        tap_txn_upstream_failed(t, dc->rsp.any_byte ? TAP_UFAIL_BAD : TAP_UFAIL_RESET);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && tap_respp_eof(&dc->rsp) == TAP_AGAIN) {
+        tap_txn_response_done(t);
+        return;
+    }
+    tap_txn_flush_client(t);
+    tap_txn_truncate(t, "upstream_reset");
+}

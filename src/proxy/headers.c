@@ -1,0 +1,238 @@
+/*
+ * headers.c: parsed header lists and hop-by-hop rules.
+ *
+ * llhttp hands names and values over in pieces that point into the read
+ * buffer, so each piece is copied at once into the list's single buffer;
+ * headers are kept as offsets into it, which survive the buffer growing.
+ * The buffer and the count are bounded (limits.max_header_bytes and a header
+ * count), and the caller turns TAP_DECLINED into 431.  Nothing here allocates
+ * per header: a request head costs at most two reallocations once warm,
+ * because tap_hlist_reset() keeps the memory for the next request.
+ */
+
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tap_core.h"
+#include "proxy/headers.h"
+
+
+void
+tap_hlist_init(tap_hlist_t *hl, size_t limit, unsigned max_n)
+{
+    *hl = (tap_hlist_t) { 0 };
+    hl->limit = limit;
+    hl->max_n = max_n;
+}
+
+
+void
+tap_hlist_cleanup(tap_hlist_t *hl)
+{
+    if (hl == NULL) {
+        return;
+    }
+    free(hl->buf);
+    free(hl->h);
+    hl->buf = NULL;
+    hl->h = NULL;
+    hl->len = hl->cap = 0;
+    hl->n = hl->hcap = 0;
+}
+
+
+void
+tap_hlist_reset(tap_hlist_t *hl)
+{
+    hl->len = 0;
+    hl->n = 0;
+    hl->uoff = hl->ulen = 0;
+    hl->in_value = 0;
+}
+
+
+static int
+tap_hlist_reserve(tap_hlist_t *hl, size_t more)
+{
+    size_t   cap;
+    char    *nb;
+
+    if (hl->len + more <= hl->cap) {
+        return TAP_OK;
+    }
+    cap = hl->cap ? hl->cap : 1024;
+    while (cap < hl->len + more) {
+        cap *= 2;
+    }
+    nb = realloc(hl->buf, cap);
+    if (nb == NULL) {
+        return TAP_ERROR;
+    }
+    hl->buf = nb;
+    hl->cap = cap;
+    return TAP_OK;
+}
+
+
+int
+tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len)
+{
+    tap_hdr_t  *nh;
+    unsigned    hcap;
+
+    if (hl->len + len > hl->limit) {
+        return TAP_DECLINED;
+    }
+
+    if (part == TAP_HPART_NAME && (hl->n == 0 || hl->in_value)) {
+        if (hl->n >= hl->max_n) {
+            return TAP_DECLINED;
+        }
+        if (hl->n == hl->hcap) {
+            hcap = hl->hcap ? hl->hcap * 2 : 32;
+            nh = realloc(hl->h, hcap * sizeof(tap_hdr_t));
+            if (nh == NULL) {
+                return TAP_ERROR;
+            }
+            hl->h = nh;
+            hl->hcap = hcap;
+        }
+        hl->h[hl->n++] = (tap_hdr_t) { (uint32_t) hl->len, 0, (uint32_t) hl->len, 0 };
+        hl->in_value = 0;
+    }
+
+    if (part == TAP_HPART_VALUE && !hl->in_value) {
+        if (hl->n == 0) {
+            return TAP_ERROR;
+        }
+        hl->h[hl->n - 1].voff = (uint32_t) hl->len;
+        hl->in_value = 1;
+    }
+
+    if (part == TAP_HPART_URL && hl->ulen == 0) {
+        hl->uoff = (uint32_t) hl->len;
+    }
+
+    if (len == 0) {
+        return TAP_OK;
+    }
+    if (tap_hlist_reserve(hl, len) != TAP_OK) {
+        return TAP_ERROR;
+    }
+    memcpy(hl->buf + hl->len, p, len);
+    hl->len += len;
+
+    switch (part) {
+    case TAP_HPART_URL:
+        hl->ulen += (uint32_t) len;
+        break;
+    case TAP_HPART_NAME:
+        hl->h[hl->n - 1].nlen += (uint32_t) len;
+        hl->h[hl->n - 1].voff = (uint32_t) hl->len;
+        break;
+    case TAP_HPART_VALUE:
+        hl->h[hl->n - 1].vlen += (uint32_t) len;
+        break;
+    }
+    return TAP_OK;
+}
+
+
+int
+tap_name_eq(const char *a, size_t alen, const char *b)
+{
+    return strlen(b) == alen && strncasecmp(a, b, alen) == 0;
+}
+
+
+int
+tap_hlist_find(const tap_hlist_t *hl, const char *name, unsigned from)
+{
+    unsigned  i;
+    size_t    len = strlen(name);
+
+    for (i = from; i < hl->n; i++) {
+        if (hl->h[i].nlen == len && strncasecmp(hl->buf + hl->h[i].noff, name, len) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+
+unsigned
+tap_hlist_count(const tap_hlist_t *hl, const char *name)
+{
+    unsigned  n = 0;
+    int       i = -1;
+
+    while ((i = tap_hlist_find(hl, name, (unsigned) (i + 1))) >= 0) {
+        n++;
+    }
+    return n;
+}
+
+
+void
+tap_trim(const char **p, size_t *len)
+{
+    while (*len > 0 && ((*p)[0] == ' ' || (*p)[0] == '\t')) {
+        (*p)++;
+        (*len)--;
+    }
+    while (*len > 0 && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t')) {
+        (*len)--;
+    }
+}
+
+
+int
+tap_token_list_has(const char *v, size_t vlen, const char *token, size_t tlen)
+{
+    const char  *end = v + vlen, *comma, *t;
+    size_t       len;
+
+    while (v < end) {
+        comma = memchr(v, ',', (size_t) (end - v));
+        if (comma == NULL) {
+            comma = end;
+        }
+        t = v;
+        len = (size_t) (comma - v);
+        tap_trim(&t, &len);
+        if (len == tlen && strncasecmp(t, token, tlen) == 0) {
+            return 1;
+        }
+        v = comma + 1;
+    }
+    return 0;
+}
+
+
+int
+tap_hlist_is_hop(const tap_hlist_t *hl, unsigned i)
+{
+    static const char *const  hop[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer",
+        "transfer-encoding", "upgrade", "content-length", "http2-settings",
+    };
+    const char  *name = tap_hlist_name(hl, i);
+    size_t       nlen = hl->h[i].nlen, k;
+    int          c = -1;
+
+    for (k = 0; k < TAP_NELEMS(hop); k++) {
+        if (tap_name_eq(name, nlen, hop[k])) {
+            return 1;
+        }
+    }
+
+    while ((c = tap_hlist_find(hl, "connection", (unsigned) (c + 1))) >= 0) {
+        if (tap_token_list_has(tap_hlist_value(hl, (unsigned) c), hl->h[c].vlen, name, nlen)) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,251 @@
+/*
+ * proxy-int.h: types shared by the files of src/proxy/ (workers, downstream
+ * and upstream connections, transactions).  Not for use outside src/proxy/.
+ *
+ * Ownership: a tap_proxy_t owns its workers and the shared health table; a
+ * worker owns its listeners, downstream connections (tap_dconn_t), upstream
+ * pools and connections (tap_uconn_t); a downstream connection owns at most
+ * one transaction (tap_txn_t) at a time, and the transaction borrows one
+ * upstream connection while it is attached.  Everything but the health
+ * table, the draining flag and the connection count is touched by its
+ * worker's thread only.
+ */
+
+#ifndef TAP_PROXY_INT_H
+#define TAP_PROXY_INT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "exchange.h"
+#include "tap_core.h"
+#include "proxy/accesslog.h"
+#include "proxy/request.h"
+#include "proxy/response.h"
+#include "proxy/settings.h"
+#include "proxy/trace.h"
+
+/* Bytes queued toward a peer before the other side stops reading. */
+#define TAP_PROXY_HIGH_WATER   (256 * 1024)
+#define TAP_PROXY_LOW_WATER    (64 * 1024)
+#define TAP_PROXY_LINGER_MS    5000
+
+typedef struct tap_proxy_s   tap_proxy_t;
+typedef struct tap_worker_s  tap_worker_t;
+typedef struct tap_dconn_s   tap_dconn_t;
+typedef struct tap_uconn_s   tap_uconn_t;
+typedef struct tap_txn_s     tap_txn_t;
+
+struct evhttp;
+
+typedef enum {
+    TAP_LIMIT_CONNECT_TIMEOUT = 0,
+    TAP_LIMIT_RESPONSE_HEADER_TIMEOUT,
+    TAP_LIMIT_STREAM_IDLE_TIMEOUT,
+    TAP_LIMIT_CLIENT_HEADER_TIMEOUT,
+    TAP_LIMIT_CLIENT_BODY_TIMEOUT,
+    TAP_LIMIT_KEEPALIVE_TIMEOUT,
+    TAP_LIMIT_MAX_HEADER_BYTES,
+    TAP_LIMIT_MAX_BODY_BYTES,
+    TAP_LIMIT_MAX_CONNECTIONS,
+    TAP_LIMIT_ACCESS_LOG,
+    TAP_LIMIT_N,
+} tap_limit_e;
+
+/* Per-worker counters: written by their worker only, read by the admin
+ * thread; both sides use relaxed atomics so no lock is ever taken. */
+typedef struct tap_wstats_s {
+    uint64_t  requests[6];             /* by status class; [0]: no status */
+    uint64_t  limits[TAP_LIMIT_N];
+    uint64_t  retries;
+    uint64_t  active_conns;
+    uint64_t  accepted;
+} tap_wstats_t;
+
+#define TAP_STAT_ADD(var, n)                                                                    \
+    __atomic_store_n(&(var), __atomic_load_n(&(var), __ATOMIC_RELAXED) + (uint64_t) (n),       \
+        __ATOMIC_RELAXED)
+#define TAP_STAT_GET(var)  __atomic_load_n(&(var), __ATOMIC_RELAXED)
+
+/* Passive health of one server, shared by all workers (atomics). */
+typedef struct tap_health_s {
+    unsigned  fails;
+    int64_t   until_ms;                /* ejected until this monotonic ms */
+    int64_t   backoff_ms;              /* next ejection length */
+} __attribute__((aligned(64))) tap_health_t;
+
+typedef struct tap_upool_s {
+    tap_uconn_t  *idle;                /* most recently used first */
+    unsigned      nidle;
+    unsigned      inflight;            /* connections attached to a txn */
+} tap_upool_t;
+
+struct tap_uconn_s {
+    tap_worker_t        *w;
+    unsigned             server;
+    struct bufferevent  *bev;
+    tap_txn_t           *txn;          /* NULL while idle in the pool */
+    tap_uconn_t         *prev;
+    tap_uconn_t         *next;
+    unsigned             connected:1;
+    unsigned             reused:1;
+    unsigned             idle:1;
+};
+
+typedef enum {
+    TAP_DPHASE_NONE = 0,
+    TAP_DPHASE_IDLE,                   /* keep-alive wait between requests */
+    TAP_DPHASE_HEADER,                 /* reading a request head */
+    TAP_DPHASE_BODY,                   /* reading a request body */
+    TAP_DPHASE_LINGER,                 /* flushing and closing */
+} tap_dphase_e;
+
+typedef enum {
+    TAP_UPHASE_NONE = 0,
+    TAP_UPHASE_CONNECT,
+    TAP_UPHASE_HEADER,                 /* waiting for the response head */
+} tap_uphase_e;
+
+struct tap_txn_s {
+    tap_dconn_t      *dc;
+    tap_exchange_t    ex;
+    tap_uconn_t      *uc;
+    int               server;          /* server of the current attempt, -1 none */
+    uint64_t          tried;           /* bit per server index (first 64) */
+    struct evbuffer  *uhead;           /* request head for upstream, kept for retries */
+    struct evbuffer  *ubody;           /* body bytes not yet handed to a connection */
+    struct evbuffer  *cbody;           /* response body of the current read */
+    char             *path;
+    tap_uphase_e      uphase;
+    unsigned          has_body:1;
+    unsigned          req_done:1;      /* the whole request was received */
+    unsigned          body_sent:1;     /* some body byte went to a connection */
+    unsigned          end_sent:1;      /* the last chunk went upstream */
+    unsigned          resp_started:1;  /* a response head went to the client */
+    unsigned          resp_done:1;
+    unsigned          resp_chunked:1;  /* we chunk the body for the client */
+    unsigned          resp_close:1;    /* the client connection closes after this */
+    unsigned          head_req:1;
+    unsigned          expect_continue:1;
+    unsigned          fresh_only:1;    /* next attempt must not use the pool */
+};
+
+struct tap_dconn_s {
+    tap_worker_t        *w;
+    struct bufferevent  *bev;
+    tap_reqp_t           rp;
+    tap_respp_t          rsp;          /* response parser, reused per txn */
+    tap_txn_t           *txn;
+    struct event        *timer;        /* downstream phases */
+    struct event        *utimer;       /* upstream phases of the txn */
+    struct event        *resume_ev;    /* deferred parsing of pipelined input */
+    tap_dconn_t         *prev;
+    tap_dconn_t         *next;
+    char                 ip[INET6_ADDRSTRLEN];
+    tap_dphase_e         phase;
+    unsigned             busy;
+    unsigned             nreq;
+    unsigned             dead:1;
+    unsigned             closing:1;
+    unsigned             shut:1;
+    unsigned             rp_paused:1;  /* stopped after a request, awaiting its response */
+    unsigned             read_blocked:1;
+};
+
+struct tap_worker_s {
+    tap_proxy_t             *px;
+    const tap_psettings_t   *ps;
+    unsigned                 id;
+    struct event_base       *base;
+    pthread_t                thread;
+    unsigned                 started:1;
+    unsigned                 draining:1;
+    int                      done;     /* atomic: loop finished */
+    struct evconnlistener  **listeners;
+    size_t                   nlisteners;
+    int                      notify[2];
+    struct event            *notify_ev;
+    tap_rng_t                rng;
+    tap_wstats_t             st;
+    tap_upool_t             *pools;
+    unsigned                 rr;
+    tap_dconn_t             *conns;
+    unsigned                 nconns;
+    tap_alog_buf_t           log;
+};
+
+struct tap_proxy_s {
+    const tap_psettings_t   *ps;
+    tap_worker_t            *workers;
+    unsigned                 nworkers;
+    tap_health_t            *health;
+    tap_alog_t              *alog;
+    int                      draining;          /* atomic */
+    unsigned                 nconns;            /* atomic, for max_connections */
+    struct event_base       *base;              /* admin and signals */
+};
+
+
+static inline int64_t
+tap_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
+static inline struct timeval
+tap_ms_tv(int64_t ms)
+{
+    struct timeval  tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+
+/* server.c */
+void tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa);
+void tap_dconn_close_idle(tap_dconn_t *dc);
+void tap_dconn_kill(tap_dconn_t *dc, const char *why);
+void tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const char *msg);
+void tap_txn_complete(tap_txn_t *t);
+void tap_txn_truncate(tap_txn_t *t, const char *why);
+void tap_dconn_read_unblock(tap_dconn_t *dc);
+
+/* client.c */
+void tap_txn_build_head(tap_txn_t *t);
+void tap_txn_upstream_start(tap_txn_t *t);
+void tap_txn_flush_body(tap_txn_t *t);
+void tap_txn_upstream_drop(tap_txn_t *t);
+void tap_txn_client_drained(tap_txn_t *t);
+void tap_uconn_on_utimer(evutil_socket_t fd, short what, void *arg);
+
+/* upstream.c */
+int tap_upstream_pick(tap_worker_t *w, uint64_t tried);
+tap_uconn_t *tap_upool_get(tap_worker_t *w, unsigned server);
+tap_uconn_t *tap_uconn_connect(tap_worker_t *w, unsigned server);
+void tap_uconn_release(tap_uconn_t *uc);
+void tap_uconn_close(tap_uconn_t *uc);
+void tap_upool_close_all(tap_worker_t *w);
+void tap_health_fail(tap_proxy_t *px, unsigned server);
+void tap_health_ok(tap_proxy_t *px, unsigned server);
+int tap_health_up(tap_proxy_t *px, unsigned server, int64_t now_ms);
+
+/* worker.c */
+void tap_worker_conn_gone(tap_worker_t *w);
+
+/* admin.c */
+int tap_admin_start(tap_proxy_t *px, struct evhttp **out);
+
+#endif /* TAP_PROXY_INT_H */
