@@ -372,7 +372,7 @@ tap_reqp_on_headers_complete(llhttp_t *p)
         }
         return -1;
     }
-    return 0;
+    return HPE_PAUSED;                 /* the caller starts the transaction */
 }
 
 
