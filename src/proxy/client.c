@@ -45,6 +45,7 @@
 typedef enum {
     TAP_UFAIL_CONNECT = 0,
     TAP_UFAIL_CONNECT_TIMEOUT,
+    TAP_UFAIL_TLS,
     TAP_UFAIL_RESET,
     TAP_UFAIL_BAD,
     TAP_UFAIL_HEADER_TIMEOUT,
@@ -134,7 +135,11 @@ tap_txn_build_head(tap_txn_t *t)
     }
     evbuffer_add_printf(b, "%s\r\n", dc->ip);
     if (tap_hlist_find(hl, "x-forwarded-proto", 0) < 0) {
-        evbuffer_add(b, "X-Forwarded-Proto: http\r\n", 25);
+        if (t->dc->w->px->tls_server != NULL) {
+            evbuffer_add(b, "X-Forwarded-Proto: https\r\n", 26);
+        } else {
+            evbuffer_add(b, "X-Forwarded-Proto: http\r\n", 25);
+        }
     }
     if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0 && host >= 0) {
         tap_evbuffer_header(b, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
@@ -260,7 +265,7 @@ tap_txn_upstream_start(tap_txn_t *t)
     uc->w = w;
     uc->server = (unsigned) s;
     w->pools[s].inflight++;
-    uc->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    uc->bev = tap_tls_connect_bev(w->px, w->base, (unsigned) s);
     if (uc->bev == NULL) {
         tap_uconn_close(uc);
         tap_txn_respond_error(t, 503, "out_of_memory", "out of memory");
@@ -368,11 +373,15 @@ tap_txn_upstream_failed(tap_txn_t *t, tap_ufail_e kind)
     switch (kind) {
     case TAP_UFAIL_CONNECT:
     case TAP_UFAIL_CONNECT_TIMEOUT:
+    case TAP_UFAIL_TLS:
         tap_health_fail(w->px, (unsigned) t->server);
         retry = !t->body_sent;
         if (kind == TAP_UFAIL_CONNECT) {
             code = "upstream_connect_failed";
             msg = "cannot connect to the upstream server";
+        } else if (kind == TAP_UFAIL_TLS) {
+            code = "upstream_tls_failed";
+            msg = "TLS handshake with the upstream server failed";
         } else {
             status = 504;
             code = "upstream_timeout";
@@ -639,7 +648,7 @@ tap_uconn_on_event(struct bufferevent *bev, short what, void *arg)
 
     /* EOF or error */
     if (!uc->connected) {
-        tap_txn_upstream_failed(t, TAP_UFAIL_CONNECT);
+        tap_txn_upstream_failed(t, tap_tls_failed(bev) ? TAP_UFAIL_TLS : TAP_UFAIL_CONNECT);
         return;
     }
     if (!dc->rsp.got_head) {

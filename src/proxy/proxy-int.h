@@ -44,6 +44,7 @@ typedef struct tap_uconn_s   tap_uconn_t;
 typedef struct tap_txn_s     tap_txn_t;
 
 struct evhttp;
+struct ssl_ctx_st;
 
 typedef enum {
     TAP_LIMIT_CONNECT_TIMEOUT = 0,
@@ -77,6 +78,7 @@ typedef struct tap_wstats_s {
 /* Passive health of one server, shared by all workers (atomics). */
 typedef struct tap_health_s {
     unsigned  fails;
+    unsigned  down;                    /* failed its active checks */
     int64_t   until_ms;                /* ejected until this monotonic ms */
     int64_t   backoff_ms;              /* next ejection length */
 } __attribute__((aligned(64))) tap_health_t;
@@ -189,7 +191,10 @@ struct tap_proxy_s {
     tap_alog_t              *alog;
     int                      draining;          /* atomic */
     unsigned                 nconns;            /* atomic, for max_connections */
-    struct event_base       *base;              /* admin and signals */
+    struct event_base       *base;              /* admin, signals, health checks */
+    struct ssl_ctx_st       *tls_server;        /* listener TLS, or NULL */
+    struct ssl_ctx_st       *tls_client;        /* https upstreams, or NULL */
+    struct tap_hcheck_s     *checks;            /* active health checks */
 };
 
 
@@ -244,6 +249,19 @@ int tap_health_up(tap_proxy_t *px, unsigned server, int64_t now_ms);
 
 /* worker.c */
 void tap_worker_conn_gone(tap_worker_t *w);
+
+/* tls.c */
+int tap_tls_init(tap_proxy_t *px, char **err);
+void tap_tls_cleanup(tap_proxy_t *px);
+struct bufferevent *tap_tls_accept_bev(tap_proxy_t *px, struct event_base *base,
+    evutil_socket_t fd);
+struct bufferevent *tap_tls_connect_bev(tap_proxy_t *px, struct event_base *base,
+    unsigned server);
+int tap_tls_failed(struct bufferevent *bev);
+
+/* health.c */
+int tap_hcheck_start(tap_proxy_t *px);
+void tap_hcheck_stop(tap_proxy_t *px);
 
 /* admin.c */
 int tap_admin_start(tap_proxy_t *px, struct evhttp **out);

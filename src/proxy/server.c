@@ -105,7 +105,7 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
         goto failed;
     }
     dc->w = w;
-    dc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    dc->bev = tap_tls_accept_bev(w->px, w->base, fd);
     dc->timer = evtimer_new(w->base, tap_dconn_on_timer, dc);
     dc->utimer = evtimer_new(w->base, tap_uconn_on_utimer, dc);
     dc->resume_ev = event_new(w->base, -1, 0, tap_dconn_on_resume, dc);
@@ -775,6 +775,9 @@ tap_dconn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     tap_dconn_t  *dc = arg;
 
+    if (what == BEV_EVENT_CONNECTED) {
+        return;                        /* a TLS handshake completed */
+    }
     tap_dconn_enter(dc);
     if (dc->txn != NULL && !dc->closing) {
         tap_dconn_kill(dc, "client_abort");

@@ -34,6 +34,10 @@ tap_psettings_defaults(tap_psettings_t *s)
     s->health_fails = 3;
     s->health_backoff_ms = 5000;
     s->health_backoff_max_ms = 60000;
+    s->health_interval_ms = 5000;
+    s->health_timeout_ms = 2000;
+    s->health_path = "/health";
+    s->up_verify = 1;
     s->connect_ms = 2000;
     s->response_header_ms = 300000;
     s->stream_idle_ms = 120000;
@@ -98,12 +102,6 @@ tap_psettings_server(tap_paddr_t *a, const char *url, char **err)
     if (tap_parse_url(url, &u) != TAP_OK) {
         goto bad;
     }
-    if (u.https) {
-        if (asprintf(err, "upstream %s: https upstreams are not supported yet", url) < 0) {
-            *err = NULL;
-        }
-        return TAP_ERROR;
-    }
     if (u.path[0] != '\0') {
         if (asprintf(err, "upstream %s: a path prefix is not supported yet", url) < 0) {
             *err = NULL;
@@ -132,14 +130,24 @@ tap_psettings_server(tap_paddr_t *a, const char *url, char **err)
     a->len = res->ai_addrlen;
     freeaddrinfo(res);
     tap_paddr_text(a);
+    a->https = u.https;
+    snprintf(a->host, sizeof(a->host), "%s", u.host);
     return TAP_OK;
 
 bad:
 
-    if (asprintf(err, "upstream %s: not a valid http:// URL", url) < 0) {
+    if (asprintf(err, "upstream %s: not a valid http:// or https:// URL", url) < 0) {
         *err = NULL;
     }
     return TAP_ERROR;
+}
+
+
+/* "" means unset in tap_conf_t, NULL here. */
+static const char *
+tap_opt(const char *v)
+{
+    return v[0] != '\0' ? v : NULL;
 }
 
 
@@ -197,6 +205,9 @@ tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **
     s->health_fails = cf->health.fails > 0 ? (unsigned) cf->health.fails : 0;
     s->health_backoff_ms = (int64_t) cf->health.backoff;
     s->health_backoff_max_ms = (int64_t) TAP_MAX(cf->health.backoff_max, cf->health.backoff);
+    s->health_interval_ms = (int64_t) cf->health.interval;
+    s->health_timeout_ms = (int64_t) cf->health.timeout;
+    s->health_path = cf->health.path[0] != '\0' ? cf->health.path : "/health";
     s->connect_ms = (int64_t) cf->timeouts.connect;
     s->response_header_ms = (int64_t) cf->timeouts.response_header;
     s->stream_idle_ms = (int64_t) cf->timeouts.stream_idle;
@@ -208,6 +219,15 @@ tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **
     s->max_body_bytes = cf->limits.max_body_bytes;
     s->max_connections = cf->limits.max_connections > 0 ? (unsigned) cf->limits.max_connections
         : 0;
+
+    s->tls_cert = tap_opt(cf->tls.cert);
+    s->tls_key = tap_opt(cf->tls.key);
+    s->tls13_only = cf->tls.min_version == TAP_CONF_TLS_1_3;
+    s->up_verify = cf->upstream_tls.verify != 0;
+    s->up_ca_file = tap_opt(cf->upstream_tls.ca_file);
+    s->up_sni = tap_opt(cf->upstream_tls.sni);
+    s->up_cert = tap_opt(cf->upstream_tls.cert);
+    s->up_key = tap_opt(cf->upstream_tls.key);
     return TAP_OK;
 
 failed:

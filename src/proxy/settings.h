@@ -26,6 +26,8 @@ typedef struct tap_paddr_s {
     struct sockaddr_storage  ss;
     socklen_t                len;
     char                     text[80];     /* "host:port", for logs and metrics */
+    unsigned                 https:1;      /* upstreams: speak TLS */
+    char                     host[256];    /* upstreams: name for SNI and verification */
 } tap_paddr_t;
 
 typedef struct tap_psettings_s {
@@ -47,6 +49,9 @@ typedef struct tap_psettings_s {
     unsigned       health_fails;
     int64_t        health_backoff_ms;
     int64_t        health_backoff_max_ms;
+    int64_t        health_interval_ms;     /* active checks */
+    int64_t        health_timeout_ms;
+    const char    *health_path;
 
     int64_t        connect_ms;
     int64_t        response_header_ms;
@@ -60,6 +65,15 @@ typedef struct tap_psettings_s {
     unsigned       max_headers;
     uint64_t       max_body_bytes;
     unsigned       max_connections;        /* 0: unlimited */
+
+    const char    *tls_cert;               /* listener TLS: NULL for plain HTTP */
+    const char    *tls_key;
+    unsigned       tls13_only:1;
+    unsigned       up_verify:1;            /* https upstreams */
+    const char    *up_ca_file;             /* NULL: the system's trust store */
+    const char    *up_sni;                 /* NULL: each server's host */
+    const char    *up_cert;                /* client certificate (mutual TLS) */
+    const char    *up_key;
 } tap_psettings_t;
 
 

@@ -33,7 +33,8 @@ static void tap_uconn_on_idle_event(struct bufferevent *bev, short what, void *a
 int
 tap_health_up(tap_proxy_t *px, unsigned server, int64_t now_ms)
 {
-    return __atomic_load_n(&px->health[server].until_ms, __ATOMIC_RELAXED) <= now_ms;
+    return __atomic_load_n(&px->health[server].until_ms, __ATOMIC_RELAXED) <= now_ms
+           && !__atomic_load_n(&px->health[server].down, __ATOMIC_RELAXED);
 }
 
 

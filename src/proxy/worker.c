@@ -357,7 +357,15 @@ tap_proxy_run_settings(const tap_psettings_t *ps)
         fprintf(stderr, "infertap: %s\n", err ? err : "cannot open the access log");
         goto done;
     }
+    if (tap_tls_init(&px, &err) != TAP_OK) {
+        fprintf(stderr, "infertap: %s\n", err ? err : "cannot set up TLS");
+        goto done;
+    }
     if (ps->has_admin && tap_admin_start(&px, &admin) != TAP_OK) {
+        goto done;
+    }
+    if (tap_hcheck_start(&px) != TAP_OK) {
+        fprintf(stderr, "infertap: out of memory\n");
         goto done;
     }
 
@@ -415,6 +423,7 @@ done:
             tap_worker_cleanup(&px.workers[i]);
         }
     }
+    tap_hcheck_stop(&px);
     if (admin != NULL) {
         evhttp_free(admin);
     }
@@ -434,6 +443,7 @@ done:
         event_base_free(px.base);
     }
     tap_alog_close(px.alog);
+    tap_tls_cleanup(&px);
     free(px.workers);
     free(px.health);
     free(addrs);

@@ -15,3 +15,7 @@ EXTRA_DIST += \
 	tests/integration/sim_native.mjs \
 	tests/integration/sim_knobs.mjs \
 	tests/integration/sim_http.mjs
+
+# TLS on both sides, with a CA made by the test
+TESTS += tests/integration/proxy_tls.mjs
+EXTRA_DIST += tests/integration/proxy_tls.mjs
