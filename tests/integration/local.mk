@@ -19,3 +19,7 @@ EXTRA_DIST += \
 # TLS on both sides, with a CA made by the test
 TESTS += tests/integration/proxy_tls.mjs
 EXTRA_DIST += tests/integration/proxy_tls.mjs
+
+# active health checks
+TESTS += tests/integration/proxy_health.mjs
+EXTRA_DIST += tests/integration/proxy_health.mjs
