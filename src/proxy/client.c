@@ -38,6 +38,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <event2/bufferevent_ssl.h>
+
 #include "tap_core.h"
 #include "proxy/proxy-int.h"
 
@@ -188,6 +190,52 @@ tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 }
 
 
+/*
+ * Sends what bev's output holds now instead of one loop round later.  A
+ * bufferevent arms its write event whenever bytes are added and disarms it
+ * once they are written: two epoll_ctl calls and one more epoll_wait per
+ * write, for the common case of a socket that takes the bytes at once.  So
+ * plain sockets keep EV_WRITE disabled and are written here, directly; only
+ * what the socket does not take is left to the write event, which then also
+ * runs the write callback (backpressure) and reports errors.  TLS
+ * bufferevents do their own writing.
+ */
+void
+tap_bev_send(struct bufferevent *bev)
+{
+    struct evbuffer  *out = bufferevent_get_output(bev);
+    evutil_socket_t   fd;
+
+    if (bufferevent_openssl_get_ssl(bev) != NULL) {
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+    /* a socket bufferevent keeps the front of its output frozen except
+     * while it writes itself: do as it does */
+    fd = bufferevent_getfd(bev);
+    evbuffer_unfreeze(out, 1);
+    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {
+        /* again, until the socket is full */
+    }
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(bev, EV_WRITE);
+    }
+}
+
+
+/* A write callback ran: once the output is empty, back to direct writes. */
+void
+tap_bev_sent(struct bufferevent *bev)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0
+        && bufferevent_openssl_get_ssl(bev) == NULL)
+    {
+        bufferevent_disable(bev, EV_WRITE);
+    }
+}
+
+
 static void
 tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
 {
@@ -197,7 +245,8 @@ tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
     uc->txn = t;
     bufferevent_setcb(uc->bev, tap_uconn_on_read, tap_uconn_on_write, tap_uconn_on_event, uc);
     bufferevent_setwatermark(uc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(uc->bev, EV_WRITE);          /* see tap_bev_send() */
+    bufferevent_enable(uc->bev, EV_READ);
     tap_respp_init(&dc->rsp, &tap_txn_rs_cbs, t, t->head_req);
 }
 
@@ -221,6 +270,7 @@ tap_txn_on_connected(tap_txn_t *t)
 
     if (t->expect_continue && !t->req_done && !t->resp_started) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        tap_bev_send(t->dc->bev);
         t->expect_continue = 0;
     }
     tap_txn_flush_body(t);
@@ -317,6 +367,7 @@ tap_txn_flush_body(tap_txn_t *t)
             tap_txn_set_uphase(t, TAP_UPHASE_HEADER);
         }
     }
+    tap_bev_send(t->uc->bev);
     if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
         dc->read_blocked = 1;
         bufferevent_disable(dc->bev, EV_READ);
@@ -573,6 +624,7 @@ tap_txn_response_done(tap_txn_t *t)
     if (t->resp_chunked) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
     }
+    tap_bev_send(t->dc->bev);
     t->ex.last_byte = tap_now_ns();
     tap_txn_complete(t);
 }
@@ -610,6 +662,7 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
     }
 
     tap_txn_flush_client(t);
+    tap_bev_send(dc->bev);
     if (evbuffer_get_length(bufferevent_get_output(dc->bev)) > TAP_PROXY_HIGH_WATER) {
         bufferevent_disable(bev, EV_READ);
     }
@@ -621,6 +674,7 @@ tap_uconn_on_write(struct bufferevent *bev, void *arg)
 {
     tap_uconn_t  *uc = arg;
 
+    tap_bev_sent(bev);
     if (uc->txn != NULL) {
         tap_dconn_read_unblock(uc->txn->dc);
     }

@@ -229,6 +229,8 @@ void tap_txn_truncate(tap_txn_t *t, const char *why);
 void tap_dconn_read_unblock(tap_dconn_t *dc);
 
 /* client.c */
+void tap_bev_send(struct bufferevent *bev);
+void tap_bev_sent(struct bufferevent *bev);
 void tap_txn_build_head(tap_txn_t *t);
 void tap_txn_upstream_start(tap_txn_t *t);
 void tap_txn_flush_body(tap_txn_t *t);

@@ -138,7 +138,8 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
     bufferevent_setcb(dc->bev, tap_dconn_on_read, tap_dconn_on_write, tap_dconn_on_event, dc);
     bufferevent_setwatermark(dc->bev, EV_READ, 0, w->ps->max_header_bytes + 16384);
     bufferevent_setwatermark(dc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
-    bufferevent_enable(dc->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(dc->bev, EV_WRITE);          /* see tap_bev_send() */
+    bufferevent_enable(dc->bev, EV_READ);
 
     if (px->ps->max_connections > 0 && n > px->ps->max_connections) {
         static const char  busy[] =
@@ -465,6 +466,7 @@ tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const char *ms
         evbuffer_add_printf(out, "%s: %s\r\n", dc->w->ps->request_id_header, t->ex.request_id);
     }
     evbuffer_add_printf(out, "%s\r\n%s", t->resp_close ? "Connection: close\r\n" : "", body);
+    tap_bev_send(dc->bev);
     t->resp_started = 1;
     t->ex.bytes_out = (uint64_t) blen;
     tap_txn_complete(t);
@@ -763,8 +765,11 @@ tap_dconn_on_write(struct bufferevent *bev, void *arg)
             shutdown(bufferevent_getfd(bev), SHUT_WR);
             dc->shut = 1;
         }
-    } else if (dc->txn != NULL) {
-        tap_txn_client_drained(dc->txn);
+    } else {
+        tap_bev_sent(bev);
+        if (dc->txn != NULL) {
+            tap_txn_client_drained(dc->txn);
+        }
     }
     tap_dconn_leave(dc);
 }

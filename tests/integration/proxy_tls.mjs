@@ -13,7 +13,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 
-import { BUILDDIR, startSim, curl, getJSON } from './lib/harness.mjs';
+import { BUILDDIR, startSim, curl, getJSON, waitUntil } from './lib/harness.mjs';
 
 const TAP_BIN = path.join(BUILDDIR, 'infertap');
 
@@ -195,6 +195,8 @@ test('https upstream with an untrusted certificate: 502 upstream_tls_failed; ver
             assert.equal(r.status, 502);
             assert.equal(r.json.error.code, 'upstream_tls_failed');
             assert.equal(up.seen.length, 0, 'no request reached the untrusted server');
+            /* the access log is flushed by a timer, not at once */
+            assert.ok(await waitUntil(() => strict.records().length > 0), 'a record was written');
             const rec = strict.records().at(-1);
             assert.equal(rec.status, 502);
             assert.equal(rec.error, 'upstream_tls_failed');
