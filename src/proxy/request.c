@@ -1,18 +1,22 @@
 /*
  * request.c: downstream request parsing and validation.
  *
- * llhttp runs in its default strict mode (no lenient flag is ever set); it
- * already refuses bare LF, bad header tokens, bad chunk sizes and, for
- * requests, a Transfer-Encoding whose last coding is not chunked.  On top of
- * it this file refuses what a proxy must not pass on because the next hop
- * could frame it differently (request smuggling): Content-Length together
- * with Transfer-Encoding, repeated or malformed Content-Length, any
+ * llhttp runs in strict mode (the bundled copy is built with
+ * LLHTTP_STRICT_MODE, and no lenient flag is ever set); it already refuses
+ * bare LF, bad header tokens, bad chunk sizes and, for requests, a
+ * Transfer-Encoding whose last coding is not chunked.  On top of it this
+ * file refuses what a proxy must not pass on because the next hop could
+ * frame it differently (request smuggling): Content-Length together with
+ * Transfer-Encoding, repeated or malformed Content-Length, any
  * Transfer-Encoding other than exactly "chunked" (so "gzip, chunked" and an
- * empty value too), obs-fold, a missing (HTTP/1.1) or repeated Host, and
- * header names such as content_length that some servers read as framing.
- * Upgrade and CONNECT are refused (infertap does not tunnel).  The head size
- * is measured in wire bytes from the method to the last header, so padding
- * with whitespace counts too.
+ * empty value too), obs-fold, a missing (HTTP/1.1) or repeated Host, header
+ * names that are empty or hold a space (llhttp takes both, the second when
+ * not built strict), and header names such as content_length that some
+ * servers read as framing.  Upgrade and CONNECT are refused (infertap does
+ * not tunnel).  The head size is measured in wire bytes from the method to
+ * the last header, so padding with whitespace counts too.  Trailer fields
+ * are parsed, bounded the same way from their first byte, and dropped
+ * (infertap re-chunks the body).
  *
  * Data callbacks copy into the header list before returning; nothing keeps
  * a pointer into the caller's buffer.  The parser pauses at the end of every
@@ -104,7 +108,7 @@ int
 tap_reqp_feed(tap_reqp_t *rp, const char *p, size_t len, size_t *consumed)
 {
     llhttp_errno_t  err;
-    size_t          used;
+    size_t          used, k;
 
     rp->feed_start = p;
     err = llhttp_execute(&rp->parser, p, len);
@@ -123,8 +127,12 @@ tap_reqp_feed(tap_reqp_t *rp, const char *p, size_t len, size_t *consumed)
         return TAP_ERROR;
     }
 
-    if (used > 0) {
-        rp->last_char = p[used - 1];
+    /* the last byte that is not a space or a tab, for the obs-fold check */
+    for (k = used; k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'); k--) {
+        /* void */
+    }
+    if (k > 0) {
+        rp->last_char = p[k - 1];
     }
     rp->fed += used;
     *consumed = used;
@@ -201,10 +209,27 @@ tap_reqp_on_url(llhttp_t *p, const char *at, size_t len)
 }
 
 
+/* A piece of a trailer field: bounded like a head, counted from the first
+ * trailer byte, and not kept. */
+static int
+tap_reqp_trailer(tap_reqp_t *rp, const char *at, size_t len)
+{
+    if (rp->head_start == UINT64_MAX) {
+        rp->head_start = rp->fed + (uint64_t) (at - rp->feed_start);
+    }
+    return tap_reqp_head_room(rp, at, len);
+}
+
+
 static int
 tap_reqp_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    return tap_reqp_append(p->data, TAP_HPART_NAME, at, len);
+    tap_reqp_t  *rp = p->data;
+
+    if (!rp->in_head) {
+        return tap_reqp_trailer(rp, at, len);
+    }
+    return tap_reqp_append(rp, TAP_HPART_NAME, at, len);
 }
 
 
@@ -212,15 +237,24 @@ static int
 tap_reqp_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     tap_reqp_t  *rp = p->data;
+    const char  *b;
     char         prev;
 
     /* llhttp delivers an obs-fold continuation as one more value piece that
-     * starts right after a line break; a piece split by the reads follows
-     * whatever byte ended the previous read */
-    prev = at > rp->feed_start ? at[-1] : rp->last_char;
+     * starts after a line break and the fold's spaces, or, when the value
+     * before the fold is empty, as the only piece; either way the last byte
+     * before the piece other than a space or a tab is a line break.  A piece
+     * split by the reads follows what ended the previous read. */
+    for (b = at; b > rp->feed_start && (b[-1] == ' ' || b[-1] == '\t'); b--) {
+        /* void */
+    }
+    prev = b > rp->feed_start ? b[-1] : rp->last_char;
     if (prev == '\n') {
         tap_reqp_fail(rp, 400, "bad_request", "obsolete line folding is not allowed");
         return -1;
+    }
+    if (!rp->in_head) {
+        return tap_reqp_trailer(rp, at, len);
     }
     return tap_reqp_append(rp, TAP_HPART_VALUE, at, len);
 }
@@ -260,7 +294,7 @@ tap_reqp_validate(tap_reqp_t *rp)
 {
     llhttp_t     *p = &rp->parser;
     tap_hlist_t  *hl = &rp->hl;
-    const char   *v, *url = hl->buf + hl->uoff;
+    const char   *v, *url;
     size_t        vlen, k;
     unsigned      i;
     uint64_t      cl;
@@ -278,7 +312,8 @@ tap_reqp_validate(tap_reqp_t *rp)
         tap_reqp_fail(rp, 400, "bad_request", "protocol upgrade is not supported");
         return TAP_ERROR;
     }
-    if (hl->ulen == 0
+    url = hl->ulen > 0 ? hl->buf + hl->uoff : NULL;
+    if (url == NULL
         || (url[0] != '/'
             && !(hl->ulen == 1 && url[0] == '*' && llhttp_get_method(p) == HTTP_OPTIONS)))
     {
@@ -287,6 +322,12 @@ tap_reqp_validate(tap_reqp_t *rp)
     }
 
     for (i = 0; i < hl->n; i++) {
+        /* llhttp takes an empty name, and spaces inside one unless built
+         * with LLHTTP_STRICT_MODE */
+        if (hl->h[i].nlen == 0 || memchr(tap_hlist_name(hl, i), ' ', hl->h[i].nlen) != NULL) {
+            tap_reqp_fail(rp, 400, "bad_request", "invalid header name");
+            return TAP_ERROR;
+        }
         if (tap_reqp_underscore_framing(tap_hlist_name(hl, i), hl->h[i].nlen)) {
             tap_reqp_fail(rp, 400, "bad_request", "framing header spelled with '_'");
             return TAP_ERROR;
@@ -309,6 +350,12 @@ tap_reqp_validate(tap_reqp_t *rp)
     }
 
     if (te >= 0) {
+        /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means the
+         * framing is faulty (a 1.0 hop before us may have read no body) */
+        if (llhttp_get_http_minor(p) == 0) {
+            tap_reqp_fail(rp, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");
+            return TAP_ERROR;
+        }
         v = tap_hlist_value(hl, (unsigned) te);
         vlen = hl->h[te].vlen;
         tap_trim(&v, &vlen);
@@ -366,6 +413,7 @@ tap_reqp_on_headers_complete(llhttp_t *p)
     tap_reqp_t  *rp = p->data;
 
     rp->in_head = 0;
+    rp->head_start = UINT64_MAX;       /* trailers, if any, start afresh */
     if (tap_reqp_validate(rp) != TAP_OK || rp->cbs->on_head(rp->ctx) != TAP_OK) {
         if (rp->err_status == 0) {
             tap_reqp_fail(rp, 400, "bad_request", "request refused");

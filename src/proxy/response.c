@@ -2,14 +2,17 @@
  * response.c: upstream response parsing.
  *
  * The same strict llhttp as for requests, in HTTP_RESPONSE mode.  A HEAD
- * request's response is parsed as bodiless whatever its Content-Length says
- * (the owner sets head_only).  Interim 1xx heads are consumed and dropped:
- * infertap answers Expect: 100-continue itself and never forwards Upgrade,
- * so 101 is a protocol error here.  Repeated Content-Length headers are
- * refused even when equal, Content-Length with Transfer-Encoding is refused
- * by llhttp, and the head is bounded to TAP_RESP_MAX_HEAD bytes.  The parser
- * pauses after the final response so any byte that follows it (which would
- * desynchronise a pooled connection) is visible to the owner.
+ * request's response (the owner sets head_only), a 204 and a 304 are parsed
+ * as bodiless whatever their Content-Length or Transfer-Encoding says.
+ * Interim 1xx heads, which never have content whatever their framing headers
+ * say, are consumed and dropped: infertap answers Expect: 100-continue
+ * itself and never forwards Upgrade, so 101 is a protocol error here.
+ * Repeated Content-Length headers are refused even when equal,
+ * Content-Length with Transfer-Encoding is refused by llhttp; header names
+ * that are empty or hold a space are refused here, and the head is bounded
+ * to TAP_RESP_MAX_HEAD bytes.  The parser pauses after the final response so
+ * any byte that follows it (which would desynchronise a pooled connection)
+ * is visible to the owner.
  */
 
 #include "config.h"
@@ -178,6 +181,7 @@ tap_respp_on_headers_complete(llhttp_t *p)
 {
     tap_respp_t  *rp = p->data;
     int           status = llhttp_get_status_code(p);
+    unsigned      i;
 
     if (llhttp_get_http_major(p) != 1) {
         return tap_respp_fail(rp, "unsupported HTTP version");
@@ -186,13 +190,24 @@ tap_respp_on_headers_complete(llhttp_t *p)
         return tap_respp_fail(rp, "unexpected status");
     }
     if (status < 200) {
+        /* no content whatever the head says (llhttp only knows this of
+         * 100, 102 and 103) */
         rp->interim = 1;
-        return 0;
+        return 1;
     }
     if (tap_hlist_count(&rp->hl, "content-length") > 1
         || tap_hlist_count(&rp->hl, "transfer-encoding") > 1)
     {
         return tap_respp_fail(rp, "ambiguous response framing");
+    }
+    /* llhttp takes an empty name, and spaces inside one unless built with
+     * LLHTTP_STRICT_MODE; neither may be relayed */
+    for (i = 0; i < rp->hl.n; i++) {
+        if (rp->hl.h[i].nlen == 0
+            || memchr(tap_hlist_name(&rp->hl, i), ' ', rp->hl.h[i].nlen) != NULL)
+        {
+            return tap_respp_fail(rp, "invalid response header name");
+        }
     }
 
     rp->status = status;
@@ -200,7 +215,9 @@ tap_respp_on_headers_complete(llhttp_t *p)
     if (rp->cbs->on_head(rp->ctx) != TAP_OK) {
         return tap_respp_fail(rp, "response refused");
     }
-    return rp->head_only ? 1 : 0;
+    /* RFC 9112 6.3: no content whatever the head says; llhttp only knows
+     * this of a 204 or 304 without Content-Length or Transfer-Encoding */
+    return rp->head_only || status == 204 || status == 304 ? 1 : 0;
 }
 
 

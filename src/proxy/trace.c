@@ -8,7 +8,7 @@
  * non-zero ids; a higher version is read by its version-00 prefix (and must
  * be followed by '-' or end there); "ff" and anything else invalid make the
  * caller start a new trace.  tracestate is only bounded (members, length,
- * printable characters), never rewritten.
+ * printable characters and the tabs its OWS allows), never rewritten.
  */
 
 #include "config.h"
@@ -203,7 +203,7 @@ tap_tracestate_check(const char *v, size_t len)
 
     members = 1;
     for (i = 0; i < len; i++) {
-        if ((unsigned char) v[i] < 0x20 || (unsigned char) v[i] > 0x7e) {
+        if (((unsigned char) v[i] < 0x20 && v[i] != '\t') || (unsigned char) v[i] > 0x7e) {
             return TAP_ERROR;
         }
         if (v[i] == ',' && ++members > TAP_TRACESTATE_MAX_MEMBERS) {

@@ -3,7 +3,7 @@
 # `make check`; with --enable-fuzzing it is a libFuzzer binary and
 # `make fuzz-check` runs each for FUZZ_SECONDS (tests/run-test.sh).
 
-FUZZ_TESTS = tests/fuzz/fuzz_sim_request
+FUZZ_TESTS = tests/fuzz/fuzz_sim_request tests/fuzz/fuzz_request tests/fuzz/fuzz_response
 check_PROGRAMS += $(FUZZ_TESTS)
 TESTS += $(FUZZ_TESTS)
 EXTRA_DIST += tests/fuzz/corpus tests/run-test.sh
@@ -20,6 +20,14 @@ endif
 tests_fuzz_fuzz_sim_request_SOURCES = tests/fuzz/fuzz_sim_request.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_sim_request_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_sim_request_LDADD = libsim.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_request_SOURCES = tests/fuzz/fuzz_request.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_request_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_request_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_response_SOURCES = tests/fuzz/fuzz_response.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_response_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_response_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
 
 fuzz-check:
 	TAP_FUZZING=1 $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(FUZZ_TESTS)"

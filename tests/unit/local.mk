@@ -6,3 +6,15 @@ tests_unit_test_conf_SOURCES = tests/unit/test_conf.c
 tests_unit_test_conf_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_conf_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += tests/data/conf
+
+check_PROGRAMS += tests/unit/test_request
+TESTS += tests/unit/test_request
+tests_unit_test_request_SOURCES = tests/unit/test_request.c
+tests_unit_test_request_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_request_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_trace
+TESTS += tests/unit/test_trace
+tests_unit_test_trace_SOURCES = tests/unit/test_trace.c
+tests_unit_test_trace_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_trace_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
