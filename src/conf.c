@@ -128,7 +128,7 @@ static const tap_conf_item_t tap_conf_items[] = {
         "listen", listen, "127.0.0.1:8080", tap_conf_check_addr,
         "addresses the proxy listens on: IPv4:port, [IPv6]:port, localhost:port, *:port"),
     TAP_CONF_I_STR("admin", admin, "127.0.0.1:9901", tap_conf_check_admin,
-                   "address of the admin server (/healthz, /readyz, /metrics, /stats); off: none"),
+                   "address of the admin server (/healthz, /readyz, /metrics); off: none"),
     TAP_CONF_I_STR("admin_token", admin_token, "", NULL,
                    "when set, admin requests need the header 'Authorization: Bearer <token>'"),
     TAP_CONF_I_INT(
@@ -150,7 +150,7 @@ static const tap_conf_item_t tap_conf_items[] = {
     TAP_CONF_I_DUR("health.interval", health.interval, "5s", 1,
                    "time between active health checks of each upstream"),
     TAP_CONF_I_STR("health.path", health.path, "/health", tap_conf_check_path,
-                   "path requested by health checks; any 2xx answer is healthy"),
+                   "path requested by health checks; a 5xx or no answer fails, any other status passes"),
     TAP_CONF_I_DUR("health.timeout", health.timeout, "2s", 1,
                    "a health check not answered within this long fails"),
     TAP_CONF_I_INT("health.fails", health.fails, "3", 1, 1000,
