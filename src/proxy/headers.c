@@ -215,9 +215,13 @@ tap_token_list_has(const char *v, size_t vlen, const char *token, size_t tlen)
 int
 tap_hlist_is_hop(const tap_hlist_t *hl, unsigned i)
 {
+    /* RFC 9110 7.6.1 plus the proxy credentials and challenges, which
+     * belong to the hop between a client and the proxy it chose (as in Go's
+     * httputil.ReverseProxy): a reverse proxy must not hand them on */
     static const char *const  hop[] = {
         "connection", "keep-alive", "proxy-connection", "te", "trailer",
         "transfer-encoding", "upgrade", "content-length", "http2-settings",
+        "proxy-authorization", "proxy-authenticate",
     };
     const char  *name = tap_hlist_name(hl, i);
     size_t       nlen = hl->h[i].nlen, k;

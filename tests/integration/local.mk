@@ -6,7 +6,13 @@ TESTS += \
 	tests/integration/sim_stream.mjs \
 	tests/integration/sim_native.mjs \
 	tests/integration/sim_knobs.mjs \
-	tests/integration/sim_http.mjs
+	tests/integration/sim_http.mjs \
+	tests/integration/proxy_forward.mjs \
+	tests/integration/proxy_stream.mjs \
+	tests/integration/proxy_errors.mjs \
+	tests/integration/proxy_upstreams.mjs \
+	tests/integration/proxy_lifecycle.mjs \
+	tests/integration/proxy_memory.mjs
 
 EXTRA_DIST += \
 	tests/integration/lib/harness.mjs \
@@ -14,7 +20,13 @@ EXTRA_DIST += \
 	tests/integration/sim_stream.mjs \
 	tests/integration/sim_native.mjs \
 	tests/integration/sim_knobs.mjs \
-	tests/integration/sim_http.mjs
+	tests/integration/sim_http.mjs \
+	tests/integration/proxy_forward.mjs \
+	tests/integration/proxy_stream.mjs \
+	tests/integration/proxy_errors.mjs \
+	tests/integration/proxy_upstreams.mjs \
+	tests/integration/proxy_lifecycle.mjs \
+	tests/integration/proxy_memory.mjs
 
 # TLS on both sides, with a CA made by the test
 TESTS += tests/integration/proxy_tls.mjs

@@ -1,15 +1,17 @@
 /*
  * tests/integration/lib/harness.mjs: shared helpers for the integration suite.
  *
- * Starts the programs under test (the simulator today; the proxy, an OTLP
+ * Starts the programs under test (the simulator, the proxy; an OTLP
  * receiver and so on later) on ephemeral loopback ports, makes sure none of
- * them outlives the test file, and offers low-level client helpers that the
- * usual HTTP clients hide: raw socket exchanges, an incremental HTTP/1.1
- * response parser (for pipelining and keep-alive checks), SSE and NDJSON
- * parsing, timed streaming requests, and thin wrappers around curl and
- * promtool.  Only node built-ins are used here.
+ * them outlives the test file, offers scripted node upstreams (an HTTP one
+ * recording what it received, a raw TCP one for broken servers), and
+ * low-level client helpers that the usual HTTP clients hide: raw socket
+ * exchanges, an incremental HTTP/1.1 response parser (for pipelining and
+ * keep-alive checks), SSE and NDJSON parsing, timed streaming requests, and
+ * thin wrappers around curl and promtool.  Only node built-ins are used here.
  */
 import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
@@ -18,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 export const BUILDDIR = process.env.TAP_BUILDDIR || path.resolve(process.cwd());
 export const SRCDIR = process.env.TAP_SRCDIR || path.resolve(process.cwd());
 export const SIM_BIN = path.join(BUILDDIR, 'infertap-sim');
+export const PROXY_BIN = path.join(BUILDDIR, 'infertap');
 
 const tap_live = new Set();
 
@@ -43,12 +46,15 @@ export function now() {
 }
 
 /*
- * Spawn `bin args`, wait until a stdout line matches `ready` (a RegExp), and
- * return a handle.  stop() sends SIGTERM and resolves with {code, signal,
- * stderr}; it throws when the program does not exit with status 0 or its stderr
- * holds a sanitizer report, quoting stderr in the failure.
+ * Spawn `bin args`, wait until a line of readyStream (stdout unless told)
+ * matches `ready` (a RegExp), and return a handle.  stop() sends SIGTERM and
+ * resolves with {code, signal, stderr}; it throws when the program does not
+ * exit with status 0 or its stderr holds a sanitizer report, quoting stderr
+ * in the failure.  waitExit() judges an exit the test caused itself.
  */
-export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } = {}) {
+export function startProcess(bin, args, {
+    ready, readyStream = 'stdout', timeoutMs = 10000, name, env,
+} = {}) {
     const label = name || path.basename(bin);
     const proc = spawn(bin, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,6 +84,9 @@ export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } 
         }
     });
     proc.stdout.setEncoding('utf8');
+    proc.stdout.on('data', (d) => {
+        handle.stdout += d;
+    });
 
     handle.kill = () => {
         if (!handle.exited) {
@@ -90,10 +99,12 @@ export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } 
         return handle.exitPromise;
     };
 
-    handle.stop = async ({ timeoutMs: stopMs = 10000 } = {}) => {
-        if (!handle.exited) {
-            proc.kill('SIGTERM');
-        }
+    /*
+     * Wait (without signalling) for the program to exit, then judge it: it
+     * must exit with status 0 within timeoutMs and without a sanitizer
+     * report.  Resolves {code, signal, stderr}.
+     */
+    handle.waitExit = async ({ timeoutMs: stopMs = 10000, why = 'SIGTERM' } = {}) => {
         let timer;
         const res = await Promise.race([
             handle.exitPromise,
@@ -102,28 +113,35 @@ export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } 
             }),
         ]);
         clearTimeout(timer);
-        /* let the stderr pipe drain (sanitizer reports are written last) */
-        await new Promise((resolve) => {
-            if (proc.stderr.readableEnded || proc.stderr.destroyed) {
+        /* let the pipes drain (sanitizer reports are written last) */
+        await Promise.all([proc.stdout, proc.stderr].map((s) => new Promise((resolve) => {
+            if (s.readableEnded || s.destroyed) {
                 resolve();
             } else {
-                proc.stderr.once('close', resolve);
+                s.once('close', resolve);
                 setTimeout(resolve, 1000);
             }
-        });
+        })));
         if (res === null) {
             await handle.kill();
-            throw new Error(`${label} did not exit within ${stopMs} ms of SIGTERM\n` +
+            throw new Error(`${label} did not exit within ${stopMs} ms of ${why}\n` +
                 `stderr:\n${handle.stderr}`);
         }
         if (res.code !== 0) {
             throw new Error(`${label} exited with code ${res.code} signal ${res.signal} ` +
-                `after SIGTERM (expected 0)\nstderr:\n${handle.stderr}`);
+                `after ${why} (expected 0)\nstderr:\n${handle.stderr}`);
         }
         if (TAP_SANITIZER_RE.test(handle.stderr)) {
             throw new Error(`${label} reported a sanitizer error\nstderr:\n${handle.stderr}`);
         }
         return { ...res, stderr: handle.stderr };
+    };
+
+    handle.stop = async ({ timeoutMs: stopMs = 10000 } = {}) => {
+        if (!handle.exited) {
+            proc.kill('SIGTERM');
+        }
+        return handle.waitExit({ timeoutMs: stopMs });
     };
 
     const readyPromise = new Promise((resolve, reject) => {
@@ -139,7 +157,6 @@ export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } 
             }
         };
         const onData = (d) => {
-            handle.stdout += d;
             if (handle.match) {
                 return;
             }
@@ -160,7 +177,7 @@ export function startProcess(bin, args, { ready, timeoutMs = 10000, name, env } 
             done(new Error(`${label} exited (code ${code}, signal ${signal}) before it was ` +
                 `ready\nstdout:\n${handle.stdout}\nstderr:\n${handle.stderr}`));
         };
-        proc.stdout.on('data', onData);
+        proc[readyStream].on('data', onData);
         proc.on('exit', onExit);
         proc.on('error', (err) => done(new Error(`cannot start ${bin}: ${err.message}`)));
         timer = setTimeout(() => {
@@ -214,6 +231,267 @@ export async function withSim(args, fn, opts) {
             await sim.kill();
         }
     }
+}
+
+/* ---- the proxy and scripted upstreams ------------------------------------------------- */
+
+/*
+ * A loopback port that was free a moment ago (for listeners whose port the
+ * program does not print, such as infertap's admin server).
+ */
+export function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once('error', reject);
+        srv.listen(0, '127.0.0.1', () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/* Resident set size of a process in bytes (VmRSS of /proc/PID/status). */
+export function rssBytes(pid) {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)\s+kB/m);
+    if (!m) {
+        throw new Error(`no VmRSS for pid ${pid}`);
+    }
+    return Number(m[1]) * 1024;
+}
+
+function upstreamURL(u) {
+    if (typeof u === 'number') {
+        return `http://127.0.0.1:${u}`;
+    }
+    if (typeof u === 'string') {
+        return u;
+    }
+    return u.url;
+}
+
+/*
+ * Start infertap on an ephemeral port with its admin server on a free port
+ * and the access log on stdout.  upstreams: URLs, ports, or handles with a
+ * url (sims, node upstreams).  workers defaults to 1 so that pools and
+ * balancing are deterministic; nofile raises the soft descriptor limit
+ * first (capped at the hard limit).  Returns the startProcess handle plus
+ * {port, url, adminPort, adminUrl, logs(), waitLogs(n), admin(path),
+ * metrics(), rss()}.
+ */
+export async function startProxy({
+    upstreams = [], args = [], workers = 1, nofile, env, timeoutMs,
+} = {}) {
+    const adminPort = await freePort();
+    const pargs = ['--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${adminPort}`,
+        '--access-log', '-'];
+    if (workers !== null) {
+        pargs.push('--workers', String(workers));
+    }
+    for (const u of upstreams) {
+        pargs.push('--upstream', upstreamURL(u));
+    }
+    pargs.push(...args);
+    let bin = PROXY_BIN;
+    let argv = pargs;
+    if (nofile) {
+        bin = '/bin/sh';
+        argv = ['-c', `h=$(ulimit -Hn); n=${nofile}; ` +
+            '[ "$h" != unlimited ] && [ "$h" -lt "$n" ] && n=$h; ' +
+            'ulimit -n "$n" && exec "$0" "$@"', PROXY_BIN, ...pargs];
+    }
+    const h = await startProcess(bin, argv, {
+        ready: /^infertap: listening on .* \(port (\d+)\)\s*$/,
+        readyStream: 'stderr',
+        name: 'infertap',
+        env,
+        timeoutMs,
+    });
+    h.port = Number(h.match[1]);
+    h.host = '127.0.0.1';
+    h.url = `http://127.0.0.1:${h.port}`;
+    h.adminPort = adminPort;
+    h.adminUrl = `http://127.0.0.1:${adminPort}`;
+
+    /* the access log records written so far (complete lines only) */
+    h.logs = () => {
+        const text = h.stdout;
+        const end = text.lastIndexOf('\n');
+        if (end < 0) {
+            return [];
+        }
+        return text.slice(0, end).split('\n').filter((l) => l.trim() !== '').map((l) => {
+            try {
+                return JSON.parse(l);
+            } catch (e) {
+                throw new Error(`access log line is not JSON: ${l}`);
+            }
+        });
+    };
+    /* wait until at least n records are written; returns all of them */
+    h.waitLogs = async (n, { timeoutMs: ms = 5000 } = {}) => {
+        const ok = await waitUntil(() => h.logs().length >= n, { timeoutMs: ms });
+        const logs = h.logs();
+        if (!ok) {
+            throw new Error(`expected ${n} access log records, got ${logs.length}:\n` +
+                `${h.stdout}\nstderr:\n${h.stderr}`);
+        }
+        return logs;
+    };
+    h.admin = (p, opts) => request(`${h.adminUrl}${p}`, opts);
+    h.metrics = async () => {
+        const r = await h.admin('/metrics');
+        if (r.status !== 200) {
+            throw new Error(`/metrics answered ${r.status}`);
+        }
+        return parseMetrics(r.body);
+    };
+    h.rss = () => rssBytes(h.proc.pid);
+    return h;
+}
+
+/* The value of the sample named name whose labels include labels. */
+export function metricValue(samples, name, labels = {}) {
+    const s = samples.find((x) => x.name === name
+        && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+    return s ? s.value : undefined;
+}
+
+/* infertap's counter of one limit or timeout (infertap_limits_hit_total). */
+export function limitHits(samples, limit) {
+    return metricValue(samples, 'infertap_limits_hit_total', { limit });
+}
+
+/* infertap's active health checks announce themselves with this agent. */
+const TAP_HEALTH_UA = 'infertap-health';
+const TAP_HEALTH_RE = new RegExp(`\r\nuser-agent: ${TAP_HEALTH_UA}\r\n`, 'i');
+
+/*
+ * A node HTTP server standing in for a model server.  Every request is
+ * recorded as {method, url, httpVersion, headers, rawHeaders, body (Buffer,
+ * when complete), done (promise of the body), closed (set when the client
+ * side went away before the response ended), conn (connection number)}.
+ * handler(req, res, rec) answers; the default echoes the record as JSON
+ * once the body is in.  infertap's health checks are answered 200 and only
+ * counted (healthChecks), so requests and connections are the proxied
+ * traffic alone.  Returns {port, url, requests, connections, healthChecks,
+ * close()}.
+ */
+export async function startUpstream(handler) {
+    const up = { requests: [], connections: 0, healthChecks: 0, sockets: new Set() };
+    const server = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+        if (req.headers['user-agent'] === TAP_HEALTH_UA) {
+            up.healthChecks++;
+            res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+            res.end('ok\n');
+            return;
+        }
+        if (!req.socket.tapConn) {
+            up.connections++;
+            req.socket.tapConn = up.connections;
+        }
+        const rec = {
+            method: req.method, url: req.url, httpVersion: req.httpVersion,
+            headers: req.headers, rawHeaders: req.rawHeaders, body: null, closed: false,
+            conn: req.socket.tapConn,
+        };
+        const parts = [];
+        rec.done = new Promise((resolve) => {
+            req.on('data', (d) => parts.push(d));
+            req.on('end', () => {
+                rec.body = Buffer.concat(parts);
+                resolve(rec.body);
+            });
+            req.on('error', () => resolve(null));
+        });
+        res.on('close', () => {
+            if (!res.writableFinished) {
+                rec.closed = true;
+            }
+        });
+        up.requests.push(rec);
+        if (handler) {
+            handler(req, res, rec);
+            return;
+        }
+        rec.done.then(() => {
+            const body = JSON.stringify({
+                method: rec.method, url: rec.url, httpVersion: rec.httpVersion,
+                rawHeaders: rec.rawHeaders, body: rec.body ? rec.body.toString('latin1') : null,
+            });
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(body);
+        });
+    });
+    server.on('connection', (sock) => {
+        up.sockets.add(sock);
+        sock.on('close', () => up.sockets.delete(sock));
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    up.server = server;
+    up.port = server.address().port;
+    up.url = `http://127.0.0.1:${up.port}`;
+    up.close = () => new Promise((resolve) => {
+        for (const s of up.sockets) {
+            s.destroy();
+        }
+        server.close(() => resolve());
+    });
+    return up;
+}
+
+/*
+ * A raw TCP upstream.  Once a connection sends its first bytes,
+ * onConn(sock, conn) runs and then sees those bytes as a 'data' event;
+ * conn = {data: Buffer received so far, closed}.  Connections that send
+ * nothing, and infertap's health checks (answered 200), are only counted
+ * (silent, healthChecks).  Returns {port, url, conns, bytes() (total
+ * received), close()}.
+ */
+export async function startRawUpstream(onConn) {
+    const up = { conns: [], silent: 0, healthChecks: 0, sockets: new Set() };
+    const server = net.createServer((sock) => {
+        let used = false;
+        up.sockets.add(sock);
+        sock.on('error', () => {});
+        sock.on('close', () => {
+            up.sockets.delete(sock);
+            if (!used) {
+                up.silent++;
+            }
+        });
+        sock.once('data', (first) => {
+            used = true;
+            if (TAP_HEALTH_RE.test(first.toString('latin1'))) {
+                up.healthChecks++;
+                sock.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+                return;
+            }
+            const conn = { sock, data: Buffer.alloc(0), closed: false };
+            up.conns.push(conn);
+            sock.on('data', (d) => {
+                conn.data = Buffer.concat([conn.data, d]);
+            });
+            sock.on('close', () => {
+                conn.closed = true;
+            });
+            if (onConn) {
+                onConn(sock, conn);
+            }
+            sock.emit('data', first);
+        });
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    up.server = server;
+    up.port = server.address().port;
+    up.url = `http://127.0.0.1:${up.port}`;
+    up.bytes = () => up.conns.reduce((a, c) => a + c.data.length, 0);
+    up.close = () => new Promise((resolve) => {
+        for (const s of up.sockets) {
+            s.destroy();
+        }
+        server.close(() => resolve());
+    });
+    return up;
 }
 
 /* Run a program to completion: {code, signal, stdout, stderr}. */
