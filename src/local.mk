@@ -25,4 +25,4 @@ libinfertap_a_SOURCES += src/exchange.h src/proxy/proxy.h src/proxy/proxy-int.h 
 	src/proxy/client.c src/proxy/upstream.c src/proxy/request.c src/proxy/request.h \
 	src/proxy/response.c src/proxy/response.h src/proxy/headers.c src/proxy/headers.h \
 	src/proxy/trace.c src/proxy/trace.h src/proxy/accesslog.c src/proxy/accesslog.h \
-	src/proxy/admin.c src/proxy/tls.c src/proxy/health.c
+	src/proxy/admin.c src/proxy/tls.c src/proxy/health.c src/proxy/io.c

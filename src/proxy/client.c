@@ -38,8 +38,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent_ssl.h>
-
 #include "tap_core.h"
 #include "proxy/proxy-int.h"
 
@@ -190,52 +188,6 @@ tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 }
 
 
-/*
- * Sends what bev's output holds now instead of one loop round later.  A
- * bufferevent arms its write event whenever bytes are added and disarms it
- * once they are written: two epoll_ctl calls and one more epoll_wait per
- * write, for the common case of a socket that takes the bytes at once.  So
- * plain sockets keep EV_WRITE disabled and are written here, directly; only
- * what the socket does not take is left to the write event, which then also
- * runs the write callback (backpressure) and reports errors.  TLS
- * bufferevents do their own writing.
- */
-void
-tap_bev_send(struct bufferevent *bev)
-{
-    struct evbuffer  *out = bufferevent_get_output(bev);
-    evutil_socket_t   fd;
-
-    if (bufferevent_openssl_get_ssl(bev) != NULL) {
-        bufferevent_enable(bev, EV_WRITE);
-        return;
-    }
-    /* a socket bufferevent keeps the front of its output frozen except
-     * while it writes itself: do as it does */
-    fd = bufferevent_getfd(bev);
-    evbuffer_unfreeze(out, 1);
-    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {
-        /* again, until the socket is full */
-    }
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) > 0) {
-        bufferevent_enable(bev, EV_WRITE);
-    }
-}
-
-
-/* A write callback ran: once the output is empty, back to direct writes. */
-void
-tap_bev_sent(struct bufferevent *bev)
-{
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0
-        && bufferevent_openssl_get_ssl(bev) == NULL)
-    {
-        bufferevent_disable(bev, EV_WRITE);
-    }
-}
-
-
 static void
 tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
 {
@@ -246,7 +198,7 @@ tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
     bufferevent_setcb(uc->bev, tap_uconn_on_read, tap_uconn_on_write, tap_uconn_on_event, uc);
     bufferevent_setwatermark(uc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
     bufferevent_disable(uc->bev, EV_WRITE);          /* see tap_bev_send() */
-    bufferevent_enable(uc->bev, EV_READ);
+    tap_rd_enable(&uc->rd);
     tap_respp_init(&dc->rsp, &tap_txn_rs_cbs, t, t->head_req);
 }
 
@@ -321,13 +273,16 @@ tap_txn_upstream_start(tap_txn_t *t)
         tap_txn_respond_error(t, 503, "out_of_memory", "out of memory");
         return;
     }
+    tap_rd_init(&uc->rd, uc->bev);
     tap_txn_attach(t, uc);
     tap_txn_set_uphase(t, TAP_UPHASE_CONNECT);
     if (bufferevent_socket_connect(uc->bev, (struct sockaddr *) &ps->servers[s].ss,
             (int) ps->servers[s].len) != 0)
     {
         tap_txn_upstream_failed(t, TAP_UFAIL_CONNECT);
+        return;
     }
+    tap_rd_update(&uc->rd);            /* the socket exists now */
 }
 
 
@@ -341,7 +296,7 @@ tap_txn_flush_body(tap_txn_t *t)
     if (t->uc == NULL || !t->uc->connected) {
         if (evbuffer_get_length(t->ubody) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
             dc->read_blocked = 1;
-            bufferevent_disable(dc->bev, EV_READ);
+            tap_rd_disable(&dc->rd);
         }
         return;
     }
@@ -370,7 +325,7 @@ tap_txn_flush_body(tap_txn_t *t)
     tap_bev_send(t->uc->bev);
     if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
         dc->read_blocked = 1;
-        bufferevent_disable(dc->bev, EV_READ);
+        tap_rd_disable(&dc->rd);
     }
 }
 
@@ -407,7 +362,7 @@ void
 tap_txn_client_drained(tap_txn_t *t)
 {
     if (t->uc != NULL && t->resp_started && !t->resp_done) {
-        bufferevent_enable(t->uc->bev, EV_READ);
+        tap_rd_enable(&t->uc->rd);
     }
 }
 
@@ -531,7 +486,7 @@ tap_txn_rs_head(void *ctx)
     tap_txn_set_uphase(t, TAP_UPHASE_NONE);
     if (ps->stream_idle_ms > 0) {
         tv = tap_ms_tv(ps->stream_idle_ms);
-        bufferevent_set_timeouts(t->uc->bev, &tv, NULL);
+        tap_rd_set_timeout(&t->uc->rd, &tv);
     }
 
     evbuffer_add_printf(out, "HTTP/1.1 %d ", rs->status);
@@ -664,7 +619,7 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
     tap_txn_flush_client(t);
     tap_bev_send(dc->bev);
     if (evbuffer_get_length(bufferevent_get_output(dc->bev)) > TAP_PROXY_HIGH_WATER) {
-        bufferevent_disable(bev, EV_READ);
+        tap_rd_disable(&uc->rd);
     }
 }
 

@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/listener.h>
 
 #include "exchange.h"
@@ -83,6 +84,19 @@ typedef struct tap_health_s {
     int64_t   backoff_ms;              /* next ejection length */
 } __attribute__((aligned(64))) tap_health_t;
 
+/* A reader for one socket (io.c). */
+typedef struct tap_rd_s {
+    struct event         ev;
+    struct bufferevent  *bev;
+    size_t               high;         /* stop reading at this much input; 0: no limit */
+    struct timeval       tv;           /* read timeout, when has_tv */
+    unsigned             plain:1;      /* ours; on TLS the bufferevent reads */
+    unsigned             on:1;         /* reading is wanted */
+    unsigned             added:1;
+    unsigned             assigned:1;
+    unsigned             has_tv:1;
+} tap_rd_t;
+
 typedef struct tap_upool_s {
     tap_uconn_t  *idle;                /* most recently used first */
     unsigned      nidle;
@@ -93,6 +107,7 @@ struct tap_uconn_s {
     tap_worker_t        *w;
     unsigned             server;
     struct bufferevent  *bev;
+    tap_rd_t             rd;
     tap_txn_t           *txn;          /* NULL while idle in the pool */
     tap_uconn_t         *prev;
     tap_uconn_t         *next;
@@ -142,6 +157,7 @@ struct tap_txn_s {
 struct tap_dconn_s {
     tap_worker_t        *w;
     struct bufferevent  *bev;
+    tap_rd_t             rd;
     tap_reqp_t           rp;
     tap_respp_t          rsp;          /* response parser, reused per txn */
     tap_txn_t           *txn;
@@ -228,9 +244,18 @@ void tap_txn_complete(tap_txn_t *t);
 void tap_txn_truncate(tap_txn_t *t, const char *why);
 void tap_dconn_read_unblock(tap_dconn_t *dc);
 
-/* client.c */
+/* io.c */
+void tap_rd_init(tap_rd_t *rd, struct bufferevent *bev);
+void tap_rd_enable(tap_rd_t *rd);
+void tap_rd_disable(tap_rd_t *rd);
+void tap_rd_update(tap_rd_t *rd);
+void tap_rd_set_high(tap_rd_t *rd, size_t high);
+void tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv);
+void tap_rd_stop(tap_rd_t *rd);
 void tap_bev_send(struct bufferevent *bev);
 void tap_bev_sent(struct bufferevent *bev);
+
+/* client.c */
 void tap_txn_build_head(tap_txn_t *t);
 void tap_txn_upstream_start(tap_txn_t *t);
 void tap_txn_flush_body(tap_txn_t *t);

@@ -136,10 +136,11 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
     TAP_STAT_ADD(w->st.accepted, 1);
 
     bufferevent_setcb(dc->bev, tap_dconn_on_read, tap_dconn_on_write, tap_dconn_on_event, dc);
-    bufferevent_setwatermark(dc->bev, EV_READ, 0, w->ps->max_header_bytes + 16384);
+    tap_rd_init(&dc->rd, dc->bev);
+    tap_rd_set_high(&dc->rd, w->ps->max_header_bytes + 16384);
     bufferevent_setwatermark(dc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
     bufferevent_disable(dc->bev, EV_WRITE);          /* see tap_bev_send() */
-    bufferevent_enable(dc->bev, EV_READ);
+    tap_rd_enable(&dc->rd);
 
     if (px->ps->max_connections > 0 && n > px->ps->max_connections) {
         static const char  busy[] =
@@ -207,6 +208,7 @@ tap_dconn_destroy(tap_dconn_t *dc)
     TAP_STAT_ADD(w->st.active_conns, -1);
     __atomic_sub_fetch(&w->px->nconns, 1, __ATOMIC_RELAXED);
 
+    tap_rd_stop(&dc->rd);
     bufferevent_free(dc->bev);
     event_free(dc->timer);
     event_free(dc->utimer);
@@ -248,8 +250,9 @@ tap_dconn_close_graceful(tap_dconn_t *dc)
     tap_dconn_set_phase(dc, TAP_DPHASE_LINGER);
     event_del(dc->resume_ev);
     bufferevent_setwatermark(dc->bev, EV_WRITE, 0, 0);
-    bufferevent_setwatermark(dc->bev, EV_READ, 0, 0);
-    bufferevent_enable(dc->bev, EV_READ | EV_WRITE);
+    tap_rd_set_high(&dc->rd, 0);
+    tap_rd_enable(&dc->rd);
+    bufferevent_enable(dc->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0) {
         shutdown(bufferevent_getfd(dc->bev), SHUT_WR);
         dc->shut = 1;
@@ -271,7 +274,7 @@ tap_dconn_read_unblock(tap_dconn_t *dc)
 {
     if (dc->read_blocked && !dc->closing) {
         dc->read_blocked = 0;
-        bufferevent_enable(dc->bev, EV_READ);
+        tap_rd_enable(&dc->rd);
         if (evbuffer_get_length(bufferevent_get_input(dc->bev)) > 0) {
             event_active(dc->resume_ev, 0, 0);
         }

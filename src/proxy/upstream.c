@@ -140,7 +140,7 @@ tap_upool_get(tap_worker_t *w, unsigned server)
     tap_upool_unlink(pool, uc);
     uc->reused = 1;
     pool->inflight++;
-    bufferevent_set_timeouts(uc->bev, NULL, NULL);
+    tap_rd_set_timeout(&uc->rd, NULL);
     return uc;
 }
 
@@ -158,6 +158,7 @@ tap_uconn_close(tap_uconn_t *uc)
         uc->w->pools[uc->server].inflight--;
     }
     if (uc->bev != NULL) {
+        tap_rd_stop(&uc->rd);
         bufferevent_free(uc->bev);
     }
     free(uc);
@@ -192,8 +193,8 @@ tap_uconn_release(tap_uconn_t *uc)
     bufferevent_setcb(uc->bev, tap_uconn_on_idle_read, NULL, tap_uconn_on_idle_event, uc);
     bufferevent_setwatermark(uc->bev, EV_WRITE, 0, 0);
     tv = tap_ms_tv(w->ps->pool_idle_timeout_ms > 0 ? w->ps->pool_idle_timeout_ms : 60000);
-    bufferevent_set_timeouts(uc->bev, &tv, NULL);
-    bufferevent_enable(uc->bev, EV_READ);
+    tap_rd_set_timeout(&uc->rd, &tv);
+    tap_rd_enable(&uc->rd);
 }
 
 
