@@ -227,7 +227,9 @@ tap_worker_init(tap_worker_t *w, tap_proxy_t *px, unsigned id, tap_paddr_t *addr
     }
 
     for (i = 0; i < n; i++) {
-        w->listeners[i] = evconnlistener_new_bind(w->base, tap_worker_on_accept, w, flags, -1,
+        /* a deep accept queue: a burst of connects must not wait for SYN
+         * retransmits (the kernel caps it at net.core.somaxconn) */
+        w->listeners[i] = evconnlistener_new_bind(w->base, tap_worker_on_accept, w, flags, 4096,
             (struct sockaddr *) &addrs[i].ss, (int) addrs[i].len);
         if (w->listeners[i] == NULL) {
             fprintf(stderr, "infertap: cannot listen on %s: %s\n", addrs[i].text,
