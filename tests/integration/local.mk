@@ -35,3 +35,7 @@ EXTRA_DIST += tests/integration/proxy_tls.mjs
 # active health checks
 TESTS += tests/integration/proxy_health.mjs
 EXTRA_DIST += tests/integration/proxy_health.mjs
+
+# the command line and configuration checks
+TESTS += tests/integration/conf_cli.mjs
+EXTRA_DIST += tests/integration/conf_cli.mjs
