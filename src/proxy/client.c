@@ -112,11 +112,16 @@ tap_txn_build_head(tap_txn_t *t)
         }
         if (tap_name_eq(name, nlen, "host")) {
             host = (int) i;
+            if (dc->rp.alen > 0) {
+                continue;              /* the absolute-form target's authority wins */
+            }
         }
         tap_evbuffer_header(b, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
     }
 
-    if (host < 0) {
+    if (dc->rp.alen > 0) {
+        tap_evbuffer_header(b, "Host", 4, hl->buf + dc->rp.aoff, dc->rp.alen);
+    } else if (host < 0) {
         evbuffer_add_printf(b, "Host: %s\r\n", ps->servers[t->server >= 0 ? t->server : 0].text);
     }
 
@@ -141,9 +146,13 @@ tap_txn_build_head(tap_txn_t *t)
             evbuffer_add(b, "X-Forwarded-Proto: http\r\n", 25);
         }
     }
-    if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0 && host >= 0) {
-        tap_evbuffer_header(b, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
-            hl->h[host].vlen);
+    if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0) {
+        if (dc->rp.alen > 0) {
+            tap_evbuffer_header(b, "X-Forwarded-Host", 16, hl->buf + dc->rp.aoff, dc->rp.alen);
+        } else if (host >= 0) {
+            tap_evbuffer_header(b, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
+                hl->h[host].vlen);
+        }
     }
 
     evbuffer_add_printf(b, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);

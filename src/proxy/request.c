@@ -99,6 +99,7 @@ tap_reqp_next(tap_reqp_t *rp)
     tap_hlist_reset(&rp->hl);
     rp->content_length = 0;
     rp->body_bytes = 0;
+    rp->aoff = rp->alen = 0;
     rp->has_cl = rp->chunked = rp->expect_continue = 0;
     rp->in_head = rp->begun = rp->done = 0;
 }
@@ -289,6 +290,41 @@ tap_reqp_underscore_framing(const char *name, size_t len)
 }
 
 
+/*
+ * "GET http://host/path HTTP/1.1" (RFC 9112 3.2.2): a server must accept the
+ * absolute form.  The target is narrowed to its path, which goes upstream,
+ * and the authority is kept for the Host header, which it overrides.
+ */
+static int
+tap_reqp_absolute_form(tap_reqp_t *rp)
+{
+    tap_hlist_t  *hl = &rp->hl;
+    const char   *u = hl->buf + hl->uoff, *a, *end = u + hl->ulen, *path;
+    size_t        skip;
+
+    if (hl->ulen > 7 && strncasecmp(u, "http://", 7) == 0) {
+        skip = 7;
+    } else if (hl->ulen > 8 && strncasecmp(u, "https://", 8) == 0) {
+        skip = 8;
+    } else {
+        return TAP_OK;                 /* not absolute-form: refused below */
+    }
+    a = u + skip;
+    path = memchr(a, '/', (size_t) (end - a));
+    if (path == NULL || path == a || memchr(a, '@', (size_t) (path - a)) != NULL
+        || memchr(a, '?', (size_t) (path - a)) != NULL)
+    {
+        tap_reqp_fail(rp, 400, "bad_request", "invalid absolute-form request target");
+        return TAP_ERROR;
+    }
+    rp->aoff = (uint32_t) (a - hl->buf);
+    rp->alen = (uint32_t) (path - a);
+    hl->uoff = (uint32_t) (path - hl->buf);
+    hl->ulen = (uint32_t) (end - path);
+    return TAP_OK;
+}
+
+
 static int
 tap_reqp_validate(tap_reqp_t *rp)
 {
@@ -310,6 +346,10 @@ tap_reqp_validate(tap_reqp_t *rp)
     }
     if (llhttp_get_upgrade(p) || tap_hlist_find(hl, "upgrade", 0) >= 0) {
         tap_reqp_fail(rp, 400, "bad_request", "protocol upgrade is not supported");
+        return TAP_ERROR;
+    }
+    url = hl->ulen > 0 ? hl->buf + hl->uoff : NULL;
+    if (url != NULL && url[0] != '/' && tap_reqp_absolute_form(rp) != TAP_OK) {
         return TAP_ERROR;
     }
     url = hl->ulen > 0 ? hl->buf + hl->uoff : NULL;

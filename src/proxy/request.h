@@ -42,6 +42,8 @@ struct tap_reqp_s {
     /* framing of the current request, valid from on_head */
     uint64_t               content_length;
     uint64_t               body_bytes;
+    uint32_t               aoff;          /* absolute-form target: its authority in hl.buf */
+    uint32_t               alen;          /* 0 for the usual origin-form */
     unsigned               has_cl:1;
     unsigned               chunked:1;
     unsigned               expect_continue:1;
