@@ -20,6 +20,9 @@ import { performance } from 'node:perf_hooks';
 export const BUILDDIR = process.env.TAP_BUILDDIR || path.resolve(process.cwd());
 export const SRCDIR = process.env.TAP_SRCDIR || path.resolve(process.cwd());
 export const SIM_BIN = path.join(BUILDDIR, 'infertap-sim');
+
+/* An ASan build: its quarantine and shadow memory make RSS figures meaningless. */
+export const SANITIZED = process.env.TAP_SANITIZED === '1';
 export const PROXY_BIN = path.join(BUILDDIR, 'infertap');
 
 const tap_live = new Set();
