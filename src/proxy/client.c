@@ -331,7 +331,9 @@ tap_txn_flush_body(tap_txn_t *t)
             tap_txn_set_uphase(t, TAP_UPHASE_HEADER);
         }
     }
-    tap_bev_send(t->uc->bev);
+    if (!dc->in_process) {
+        tap_bev_send(t->uc->bev);      /* else tap_dconn_process() sends it */
+    }
     if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
         dc->read_blocked = 1;
         tap_rd_disable(&dc->rd);

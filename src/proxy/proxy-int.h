@@ -174,6 +174,7 @@ struct tap_dconn_s {
     unsigned             closing:1;
     unsigned             shut:1;
     unsigned             rp_paused:1;  /* stopped after a request, awaiting its response */
+    unsigned             in_process:1; /* parsing input: upstream writes wait for its end */
     unsigned             read_blocked:1;
 };
 

@@ -651,7 +651,7 @@ tap_dconn_request_done(tap_dconn_t *dc)
 
 
 static void
-tap_dconn_process(tap_dconn_t *dc)
+tap_dconn_process_input(tap_dconn_t *dc)
 {
     struct evbuffer        *in = bufferevent_get_input(dc->bev);
     struct evbuffer_iovec   v;
@@ -712,6 +712,33 @@ tap_dconn_process(tap_dconn_t *dc)
     t = dc->txn;
     if (t != NULL && !dc->closing && !dc->dead) {
         tap_txn_flush_body(t);
+    }
+}
+
+
+/*
+ * Parses what the client sent.  What this produces for the upstream (the
+ * head, body bytes) is sent once at the end, so that a head and the body
+ * that came in the same read leave in one write, as one segment.
+ */
+static void
+tap_dconn_process(tap_dconn_t *dc)
+{
+    tap_txn_t  *t;
+
+    dc->in_process = 1;
+    tap_dconn_process_input(dc);
+    dc->in_process = 0;
+
+    t = dc->txn;
+    if (!dc->dead && t != NULL && t->uc != NULL && t->uc->connected) {
+        tap_bev_send(t->uc->bev);
+        /* reading may have stopped on bytes that are gone now */
+        if (dc->read_blocked
+            && evbuffer_get_length(bufferevent_get_output(t->uc->bev)) <= TAP_PROXY_LOW_WATER)
+        {
+            tap_dconn_read_unblock(dc);
+        }
     }
 }
 
