@@ -197,6 +197,24 @@ tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 }
 
 
+/* Appends the line "<n in hex>\r\n" that opens a chunk (no printf: once per
+ * streamed event). */
+static void
+tap_chunk_size(struct evbuffer *out, size_t n)
+{
+    static const char  hex[] = "0123456789abcdef";
+    char               buf[2 * sizeof(size_t) + 2], *p = buf + sizeof(buf);
+
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = hex[n & 0xf];
+        n >>= 4;
+    } while (n != 0);
+    evbuffer_add(out, p, (size_t) (buf + sizeof(buf) - p));
+}
+
+
 static void
 tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
 {
@@ -315,7 +333,7 @@ tap_txn_flush_body(tap_txn_t *t)
     if (n > 0) {
         t->body_sent = 1;
         if (dc->rp.chunked) {
-            evbuffer_add_printf(out, "%zx\r\n", n);
+            tap_chunk_size(out, n);
             evbuffer_add_buffer(out, t->ubody);
             evbuffer_add(out, "\r\n", 2);
         } else {
@@ -574,7 +592,7 @@ tap_txn_flush_client(tap_txn_t *t)
         return;
     }
     if (t->resp_chunked) {
-        evbuffer_add_printf(out, "%zx\r\n", n);
+        tap_chunk_size(out, n);
         evbuffer_add_buffer(out, t->cbody);
         evbuffer_add(out, "\r\n", 2);
     } else {
