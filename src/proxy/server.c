@@ -729,6 +729,9 @@ tap_dconn_process(tap_dconn_t *dc)
     dc->in_process = 1;
     tap_dconn_process_input(dc);
     dc->in_process = 0;
+    if (!dc->dead) {
+        tap_rd_update(&dc->rd);        /* input may have dropped under its high mark */
+    }
 
     t = dc->txn;
     if (!dc->dead && t != NULL && t->uc != NULL && t->uc->connected) {

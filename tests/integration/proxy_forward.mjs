@@ -246,6 +246,32 @@ test('pipelined requests are answered in order', async () => {
     }
 });
 
+test('a pipeline larger than the input high mark: every request answered, in order', async () => {
+    /* the first answer is slow, so infertap stops reading at its input
+     * limit and must start again once it has worked through the backlog */
+    const conn = await RawConn.connect(pxEcho.port);
+    const N = 400;
+    const pad = 'x'.repeat(300);
+    try {
+        const reqs = [buildRequest('GET', '/delay/300', { headers: { 'X-Request-Id': 'big-0' } })];
+        for (let i = 1; i < N; i++) {
+            reqs.push(buildRequest('GET', `/delay/0?i=${i}`,
+                { headers: { 'X-Request-Id': `big-${i}`, 'X-Pad': pad } }));
+        }
+        const all = Buffer.concat(reqs);
+        assert.ok(all.length > 64 * 1024, `${all.length} bytes exceed the input high mark`);
+        await conn.write(all);
+        for (let i = 0; i < N; i++) {
+            const r = await conn.readResponse({ timeoutMs: 5000 });
+            assert.ok(r, `response ${i} of ${N}`);
+            assert.equal(r.status, 200);
+            assert.equal(r.headers['x-request-id'], `big-${i}`);
+        }
+    } finally {
+        conn.destroy();
+    }
+});
+
 test('HTTP/1.0 without keep-alive: a complete answer, then the connection closes', async () => {
     const conn = await RawConn.connect(px.port);
     try {
