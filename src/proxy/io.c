@@ -129,7 +129,11 @@ tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv)
         rd->tv = *tv;
     }
     if (rd->added) {
-        event_add(&rd->ev, rd->has_tv ? &rd->tv : NULL);
+        if (tv != NULL) {
+            event_add(&rd->ev, &rd->tv);
+        } else {
+            event_remove_timer(&rd->ev);   /* event_add(ev, NULL) would keep it */
+        }
     }
 }
 

@@ -334,3 +334,26 @@ test('a pooled connection the upstream closed is not reused', async (t) => {
     await px.stop();
     await up.close();
 });
+
+test('a reused pooled connection does not keep the pool\'s idle timeout while it waits', async () => {
+    /* pool.idle_timeout (300 ms) bounds the idle time in the pool only: a
+     * request on a reused connection may wait longer than that for its answer */
+    const up = await startUpstream((req, res, rec) => {
+        const ms = rec.url === '/slow' ? 900 : 0;
+        setTimeout(() => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ url: rec.url }));
+        }, ms);
+    });
+    const px = await startProxy({ upstreams: [up], args: ['--set', 'pool.idle_timeout=300ms'] });
+    try {
+        assert.equal((await getJSON(`${px.url}/fast`)).status, 200);
+        const r = await getJSON(`${px.url}/slow`);
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        assert.deepEqual(r.json, { url: '/slow' });
+        assert.equal(up.connections, 1, 'the second request reused the pooled connection');
+    } finally {
+        await px.stop();
+        await up.close();
+    }
+});
