@@ -130,7 +130,7 @@ static const tap_conf_item_t tap_conf_items[] = {
     TAP_CONF_I_STR("admin", admin, "127.0.0.1:9901", tap_conf_check_admin,
                    "address of the admin server (/healthz, /readyz, /metrics); off: none"),
     TAP_CONF_I_STR("admin_token", admin_token, "", NULL,
-                   "when set, admin requests need the header 'Authorization: Bearer <token>'"),
+                   "when set, admin requests but /healthz and /readyz need 'Authorization: Bearer <token>'"),
     TAP_CONF_I_INT(
         "workers", workers, "0", 0, 1024,
         "worker threads, each with its own listener and upstream pools; 0: one per core"),

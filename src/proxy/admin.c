@@ -14,6 +14,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -127,6 +130,30 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
 }
 
 
+/*
+ * With admin_token set, every admin endpoint but the probes (/healthz,
+ * /readyz, which orchestrators call without credentials) wants
+ * "Authorization: Bearer <token>", compared in constant time.
+ */
+static int
+tap_admin_allowed(tap_proxy_t *px, struct evhttp_request *req, const char *uri, size_t plen)
+{
+    const char  *token = px->ps->admin_token, *auth;
+    size_t       tlen;
+
+    if (token == NULL
+        || (plen == 8 && memcmp(uri, "/healthz", 8) == 0)
+        || (plen == 7 && memcmp(uri, "/readyz", 7) == 0))
+    {
+        return 1;
+    }
+    auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    tlen = strlen(token);
+    return auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 && strlen(auth + 7) == tlen
+           && CRYPTO_memcmp(auth + 7, token, tlen) == 0;
+}
+
+
 static void
 tap_admin_on_request(struct evhttp_request *req, void *arg)
 {
@@ -147,6 +174,13 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "{\"error\":{\"message\":\"method not allowed\","
             "\"type\":\"infertap_error\",\"code\":\"method_not_allowed\"}}\n");
         tap_admin_reply(req, 405, "Method Not Allowed", "application/json", b);
+
+    } else if (!tap_admin_allowed(px, req, uri, plen)) {
+        evbuffer_add_printf(b, "{\"error\":{\"message\":\"admin_token required\","
+            "\"type\":\"infertap_error\",\"code\":\"unauthorized\"}}\n");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+            "Bearer realm=\"infertap\"");
+        tap_admin_reply(req, 401, "Unauthorized", "application/json", b);
 
     } else if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
         evbuffer_add(b, "ok\n", 3);

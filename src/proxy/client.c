@@ -591,13 +591,20 @@ tap_txn_flush_client(tap_txn_t *t)
     if (n == 0) {
         return;
     }
-    if (t->resp_chunked) {
-        tap_chunk_size(out, n);
+    if (!t->resp_chunked) {
         evbuffer_add_buffer(out, t->cbody);
-        evbuffer_add(out, "\r\n", 2);
+        return;
+    }
+    tap_chunk_size(out, n);
+    if (n <= TAP_PROXY_COPY_MAX) {
+        /* a small chunk (an SSE event) is copied behind its size line, so
+         * that the socket gets one buffer rather than three */
+        evbuffer_add(out, evbuffer_pullup(t->cbody, (ev_ssize_t) n), n);
+        evbuffer_drain(t->cbody, n);
     } else {
         evbuffer_add_buffer(out, t->cbody);
     }
+    evbuffer_add(out, "\r\n", 2);
 }
 
 

@@ -37,6 +37,7 @@
 #define TAP_PROXY_HIGH_WATER   (256 * 1024)
 #define TAP_PROXY_LOW_WATER    (64 * 1024)
 #define TAP_PROXY_LINGER_MS    5000
+#define TAP_PROXY_COPY_MAX     4096    /* smaller response chunks are copied, not moved */
 
 typedef struct tap_proxy_s   tap_proxy_t;
 typedef struct tap_worker_s  tap_worker_t;

@@ -220,6 +220,7 @@ tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **
     s->max_connections = cf->limits.max_connections > 0 ? (unsigned) cf->limits.max_connections
         : 0;
 
+    s->admin_token = tap_opt(cf->admin_token);
     s->tls_cert = tap_opt(cf->tls.cert);
     s->tls_key = tap_opt(cf->tls.key);
     s->tls13_only = cf->tls.min_version == TAP_CONF_TLS_1_3;

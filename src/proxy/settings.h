@@ -35,6 +35,7 @@ typedef struct tap_psettings_s {
     size_t         nlisten;
     tap_paddr_t    admin;
     unsigned       has_admin:1;
+    const char    *admin_token;            /* NULL: the admin endpoints are open */
     unsigned       workers;                /* 0: one per core */
     char          *access_log;             /* "-", a path, or NULL for off */
     char          *request_id_header;      /* lowercase-insensitive name */

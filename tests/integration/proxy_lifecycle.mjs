@@ -154,3 +154,23 @@ test('admin: /healthz, /readyz, and /metrics that promtool accepts', async (t) =
     await px.stop();
     await sim.stop();
 });
+
+test('admin_token: /metrics wants the bearer token; the probes stay open', async () => {
+    const sim = await startSim([]);
+    const px = await startProxy({ upstreams: [sim], args: ['--set', 'admin_token=s3cret'] });
+    try {
+        let r = await request(`${px.adminUrl}/metrics`);
+        assert.equal(r.status, 401);
+        assert.equal(JSON.parse(r.body).error.code, 'unauthorized');
+        r = await request(`${px.adminUrl}/metrics`, { headers: { authorization: 'Bearer wrong!' } });
+        assert.equal(r.status, 401);
+        r = await request(`${px.adminUrl}/metrics`, { headers: { authorization: 'Bearer s3cret' } });
+        assert.equal(r.status, 200);
+        assert.match(r.body, /^# HELP infertap_/m);
+        assert.equal((await request(`${px.adminUrl}/healthz`)).status, 200);
+        assert.equal((await request(`${px.adminUrl}/readyz`)).status, 200);
+    } finally {
+        await px.stop();
+        await sim.stop();
+    }
+});
