@@ -176,152 +176,290 @@ tap_alog_buf_cleanup(tap_alog_buf_t *b)
 }
 
 
+/*
+ * The line is built in a small stack buffer, flushed into the evbuffer when
+ * full, with hand-written number, hex and string formatting: printf was the
+ * largest cost of the access log.
+ */
+typedef struct tap_lw_s {
+    struct evbuffer  *out;
+    char             *p;
+    char              buf[1024];
+} tap_lw_t;
+
+#define TAP_LW_LIT(w, s)  tap_lw_put(w, s, sizeof(s) - 1)
+
+
 static void
-tap_alog_json_str(struct evbuffer *out, const char *s, size_t len)
+tap_lw_flush(tap_lw_t *w)
+{
+    evbuffer_add(w->out, w->buf, (size_t) (w->p - w->buf));
+    w->p = w->buf;
+}
+
+
+static void
+tap_lw_put(tap_lw_t *w, const char *s, size_t n)
+{
+    if (n > (size_t) (w->buf + sizeof(w->buf) - w->p)) {
+        tap_lw_flush(w);
+        if (n > sizeof(w->buf)) {
+            evbuffer_add(w->out, s, n);
+            return;
+        }
+    }
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+
+static void
+tap_lw_u64(tap_lw_t *w, uint64_t v)
+{
+    char  tmp[20], *p = tmp + sizeof(tmp);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    tap_lw_put(w, p, (size_t) (tmp + sizeof(tmp) - p));
+}
+
+
+/* Microseconds as milliseconds with three decimals: 12345 -> 12.345. */
+static void
+tap_lw_ms(tap_lw_t *w, uint64_t us)
+{
+    char  frac[4];
+
+    tap_lw_u64(w, us / 1000);
+    frac[0] = '.';
+    frac[1] = (char) ('0' + us / 100 % 10);
+    frac[2] = (char) ('0' + us / 10 % 10);
+    frac[3] = (char) ('0' + us % 10);
+    tap_lw_put(w, frac, 4);
+}
+
+
+/* A JSON string; control and non-ASCII bytes are escaped byte for byte, so
+ * the line is valid JSON whatever the client sent. */
+static void
+tap_lw_str(tap_lw_t *w, const char *s, size_t len)
 {
     static const char  hex[] = "0123456789abcdef";
     char               esc[6];
-    size_t             i, run;
+    size_t             i, run = 0;
+    unsigned char      c;
 
-    evbuffer_add(out, "\"", 1);
-    run = 0;
+    TAP_LW_LIT(w, "\"");
     for (i = 0; i < len; i++) {
-        unsigned char  c = (unsigned char) s[i];
-
+        c = (unsigned char) s[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
             continue;
         }
-        evbuffer_add(out, s + run, i - run);
+        tap_lw_put(w, s + run, i - run);
         run = i + 1;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char) c;
-            evbuffer_add(out, esc, 2);
+            tap_lw_put(w, esc, 2);
         } else {
-            /* control bytes and non-ASCII bytes, byte for byte, so the
-             * line is valid JSON whatever the client sent */
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 0xf];
-            evbuffer_add(out, esc, 6);
+            tap_lw_put(w, esc, 6);
         }
     }
-    evbuffer_add(out, s + run, len - run);
-    evbuffer_add(out, "\"", 1);
+    tap_lw_put(w, s + run, len - run);
+    TAP_LW_LIT(w, "\"");
+}
+
+
+/* ,"key": */
+static void
+tap_lw_key(tap_lw_t *w, const char *key)
+{
+    TAP_LW_LIT(w, ",\"");
+    tap_lw_put(w, key, strlen(key));
+    TAP_LW_LIT(w, "\":");
 }
 
 
 static void
-tap_alog_opt_str(struct evbuffer *out, const char *key, const char *v)
+tap_lw_opt_str(tap_lw_t *w, const char *key, const char *v)
 {
-    evbuffer_add_printf(out, ",\"%s\":", key);
+    tap_lw_key(w, key);
     if (v == NULL) {
-        evbuffer_add(out, "null", 4);
+        TAP_LW_LIT(w, "null");
     } else {
-        tap_alog_json_str(out, v, strlen(v));
+        tap_lw_str(w, v, strlen(v));
     }
 }
 
 
 static void
-tap_alog_opt_int(struct evbuffer *out, const char *key, int64_t v)
+tap_lw_opt_int(tap_lw_t *w, const char *key, int64_t v)
 {
+    tap_lw_key(w, key);
     if (v < 0) {
-        evbuffer_add_printf(out, ",\"%s\":null", key);
+        TAP_LW_LIT(w, "null");
     } else {
-        evbuffer_add_printf(out, ",\"%s\":%lld", key, (long long) v);
+        tap_lw_u64(w, (uint64_t) v);
     }
 }
 
 
 static void
-tap_alog_opt_ms(struct evbuffer *out, const char *key, double v)
+tap_lw_opt_ms(tap_lw_t *w, const char *key, double v)
 {
-    if (v < 0 || isnan(v)) {
-        evbuffer_add_printf(out, ",\"%s\":null", key);
+    tap_lw_key(w, key);
+    if (v < 0 || isnan(v) || v > 1e12) {
+        TAP_LW_LIT(w, "null");
     } else {
-        evbuffer_add_printf(out, ",\"%s\":%.3f", key, v);
+        tap_lw_ms(w, (uint64_t) llround(v * 1000.0));
     }
 }
 
 
 static void
-tap_alog_opt_hash(struct evbuffer *out, const char *key, int has, uint64_t v)
+tap_lw_opt_hash(tap_lw_t *w, const char *key, int has, uint64_t v)
 {
+    static const char  hex[] = "0123456789abcdef";
+    char               buf[18];
+    int                i;
+
+    tap_lw_key(w, key);
     if (!has) {
-        evbuffer_add_printf(out, ",\"%s\":null", key);
-    } else {
-        evbuffer_add_printf(out, ",\"%s\":\"%016llx\"", key, (unsigned long long) v);
+        TAP_LW_LIT(w, "null");
+        return;
     }
+    buf[0] = buf[17] = '"';
+    for (i = 16; i >= 1; i--) {
+        buf[i] = hex[v & 0xf];
+        v >>= 4;
+    }
+    tap_lw_put(w, buf, sizeof(buf));
 }
 
 
 static void
-tap_alog_opt_bool(struct evbuffer *out, const char *key, int v)
+tap_lw_opt_bool(tap_lw_t *w, const char *key, int v)
 {
-    evbuffer_add_printf(out, ",\"%s\":%s", key, v < 0 ? "null" : (v ? "true" : "false"));
+    tap_lw_key(w, key);
+    if (v < 0) {
+        TAP_LW_LIT(w, "null");
+    } else if (v) {
+        TAP_LW_LIT(w, "true");
+    } else {
+        TAP_LW_LIT(w, "false");
+    }
+}
+
+
+/* "2026-11-23T10:00:00.123Z": the part up to the second is kept per thread. */
+static void
+tap_lw_ts(tap_lw_t *w, int64_t wall_ms)
+{
+    static __thread time_t  sec = -1;
+    static __thread char    prefix[32];
+    static __thread size_t  plen;
+    time_t                  now = (time_t) (wall_ms / 1000);
+    unsigned                ms = (unsigned) (wall_ms % 1000);
+    struct tm               tm;
+    char                    tail[5];
+    int                     n;
+
+    if (now != sec) {
+        gmtime_r(&now, &tm);
+        n = snprintf(prefix, sizeof(prefix), "%04d-%02d-%02dT%02d:%02d:%02d.",
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        plen = n > 0 && (size_t) n < sizeof(prefix) ? (size_t) n : 0;
+        sec = now;
+    }
+    tap_lw_put(w, prefix, plen);
+    tail[0] = (char) ('0' + ms / 100);
+    tail[1] = (char) ('0' + ms / 10 % 10);
+    tail[2] = (char) ('0' + ms % 10);
+    tail[3] = 'Z';
+    tap_lw_put(w, tail, 4);
 }
 
 
 void
 tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
 {
-    char        ts[80], trace[33], span[17], parent[17];
-    struct tm   tm;
-    time_t      sec;
-    int64_t     end, dur_ns, up_ns;
+    tap_lw_t  w;
+    char      hex[33];
+    int64_t   end, dur_ns, up_ns;
 
-    sec = (time_t) (ex->wall_t0_ms / 1000);
-    gmtime_r(&sec, &tm);
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-        (int) (ex->wall_t0_ms % 1000));
-    tap_hex_encode(trace, ex->trace_id, 16);
-    tap_hex_encode(span, ex->span_id, 8);
-    tap_hex_encode(parent, ex->parent_span_id, 8);
+    w.out = out;
+    w.p = w.buf;
 
     end = ex->last_byte ? ex->last_byte : ex->t0;
     dur_ns = end > ex->t0 ? end - ex->t0 : 0;
     up_ns = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
 
-    evbuffer_add_printf(out, "{\"ts\":\"%s\",\"request_id\":", ts);
-    tap_alog_json_str(out, ex->request_id, strlen(ex->request_id));
-    evbuffer_add_printf(out, ",\"trace_id\":\"%s\",\"span_id\":\"%s\"", trace, span);
+    TAP_LW_LIT(&w, "{\"ts\":\"");
+    tap_lw_ts(&w, ex->wall_t0_ms);
+    TAP_LW_LIT(&w, "\",\"request_id\":");
+    tap_lw_str(&w, ex->request_id, strlen(ex->request_id));
+    TAP_LW_LIT(&w, ",\"trace_id\":\"");
+    tap_hex_encode(hex, ex->trace_id, 16);
+    tap_lw_put(&w, hex, 32);
+    TAP_LW_LIT(&w, "\",\"span_id\":\"");
+    tap_hex_encode(hex, ex->span_id, 8);
+    tap_lw_put(&w, hex, 16);
     if (ex->has_parent) {
-        evbuffer_add_printf(out, ",\"parent_span_id\":\"%s\"", parent);
+        TAP_LW_LIT(&w, "\",\"parent_span_id\":\"");
+        tap_hex_encode(hex, ex->parent_span_id, 8);
+        tap_lw_put(&w, hex, 16);
+        TAP_LW_LIT(&w, "\"");
     } else {
-        evbuffer_add(out, ",\"parent_span_id\":null", 22);
+        TAP_LW_LIT(&w, "\",\"parent_span_id\":null");
     }
-    evbuffer_add(out, ",\"method\":", 10);
-    tap_alog_json_str(out, ex->method, strlen(ex->method));
-    evbuffer_add(out, ",\"path\":", 8);
-    tap_alog_json_str(out, ex->path ? ex->path : "", ex->path ? ex->path_len : 0);
-    evbuffer_add_printf(out, ",\"status\":%d", ex->status);
-    tap_alog_opt_str(out, "upstream", ex->upstream[0] ? ex->upstream : NULL);
-    tap_alog_opt_str(out, "model", ex->model);
-    tap_alog_opt_bool(out, "stream", ex->stream);
-    tap_alog_opt_int(out, "prompt_tokens", ex->prompt_tokens);
-    tap_alog_opt_int(out, "completion_tokens", ex->completion_tokens);
-    tap_alog_opt_bool(out, "tokens_estimated", ex->tokens_estimated);
-    tap_alog_opt_ms(out, "ttft_ms", ex->ttft_ms);
-    tap_alog_opt_ms(out, "tpot_ms", ex->tpot_ms);
-    evbuffer_add_printf(out, ",\"duration_ms\":%.3f", (double) dur_ns / 1e6);
+    TAP_LW_LIT(&w, ",\"method\":");
+    tap_lw_str(&w, ex->method, strlen(ex->method));
+    TAP_LW_LIT(&w, ",\"path\":");
+    tap_lw_str(&w, ex->path ? ex->path : "", ex->path ? ex->path_len : 0);
+    TAP_LW_LIT(&w, ",\"status\":");
+    tap_lw_u64(&w, (uint64_t) (ex->status > 0 ? ex->status : 0));
+    tap_lw_opt_str(&w, "upstream", ex->upstream[0] ? ex->upstream : NULL);
+    tap_lw_opt_str(&w, "model", ex->model);
+    tap_lw_opt_bool(&w, "stream", ex->stream);
+    tap_lw_opt_int(&w, "prompt_tokens", ex->prompt_tokens);
+    tap_lw_opt_int(&w, "completion_tokens", ex->completion_tokens);
+    tap_lw_opt_bool(&w, "tokens_estimated", ex->tokens_estimated);
+    tap_lw_opt_ms(&w, "ttft_ms", ex->ttft_ms);
+    tap_lw_opt_ms(&w, "tpot_ms", ex->tpot_ms);
+    TAP_LW_LIT(&w, ",\"duration_ms\":");
+    tap_lw_ms(&w, (uint64_t) (dur_ns + 500) / 1000);
+    TAP_LW_LIT(&w, ",\"upstream_ms\":");
     if (ex->upstream_start) {
-        evbuffer_add_printf(out, ",\"upstream_ms\":%.3f,\"overhead_us\":%lld",
-            (double) up_ns / 1e6, (long long) ((dur_ns - up_ns) / 1000));
+        tap_lw_ms(&w, (uint64_t) (up_ns + 500) / 1000);
     } else {
-        evbuffer_add_printf(out, ",\"upstream_ms\":null,\"overhead_us\":%lld",
-            (long long) (dur_ns / 1000));
+        TAP_LW_LIT(&w, "null");
     }
-    tap_alog_opt_hash(out, "prompt_hash", ex->has_prompt_hash, ex->prompt_hash);
-    tap_alog_opt_hash(out, "params_hash", ex->has_params_hash, ex->params_hash);
-    tap_alog_opt_hash(out, "completion_hash", ex->has_completion_hash, ex->completion_hash);
-    tap_alog_opt_str(out, "finish_reason", ex->finish_reason);
-    evbuffer_add_printf(out, ",\"confidence\":%s",
-        ex->confidence_json ? ex->confidence_json : "null");
-    tap_alog_opt_str(out, "error", ex->error);
-    evbuffer_add_printf(out, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"retries\":%u}\n",
-        (unsigned long long) ex->bytes_in, (unsigned long long) ex->bytes_out, ex->retries);
+    TAP_LW_LIT(&w, ",\"overhead_us\":");
+    tap_lw_u64(&w, (uint64_t) (dur_ns - up_ns) / 1000);
+    tap_lw_opt_hash(&w, "prompt_hash", ex->has_prompt_hash, ex->prompt_hash);
+    tap_lw_opt_hash(&w, "params_hash", ex->has_params_hash, ex->params_hash);
+    tap_lw_opt_hash(&w, "completion_hash", ex->has_completion_hash, ex->completion_hash);
+    tap_lw_opt_str(&w, "finish_reason", ex->finish_reason);
+    TAP_LW_LIT(&w, ",\"confidence\":");
+    if (ex->confidence_json != NULL) {
+        tap_lw_put(&w, ex->confidence_json, strlen(ex->confidence_json));
+    } else {
+        TAP_LW_LIT(&w, "null");
+    }
+    tap_lw_opt_str(&w, "error", ex->error);
+    TAP_LW_LIT(&w, ",\"bytes_in\":");
+    tap_lw_u64(&w, ex->bytes_in);
+    TAP_LW_LIT(&w, ",\"bytes_out\":");
+    tap_lw_u64(&w, ex->bytes_out);
+    TAP_LW_LIT(&w, ",\"retries\":");
+    tap_lw_u64(&w, ex->retries);
+    TAP_LW_LIT(&w, "}\n");
+    tap_lw_flush(&w);
 }
 
 
