@@ -14,9 +14,9 @@
  * The response head goes to the client as soon as it is parsed, with its
  * framing regenerated: Content-Length when the upstream gave one, otherwise
  * chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.  Body
- * bytes are copied once out of the parser's view of the read buffer and
- * moved (evbuffer_add_buffer) to the client's output after each read, so an
- * SSE event reaches the client in the read that brought it.  Each direction
+ * bytes are copied once, from the parser's view of the read buffer into the
+ * client's output, which is sent at the end of each read, so an SSE event
+ * reaches the client in the read that brought it.  Each direction
  * has backpressure in the style of libevent's le-proxy sample: when the
  * output toward one side holds more than TAP_PROXY_HIGH_WATER bytes the
  * other side stops being read, and its write callback (low water mark)
@@ -571,47 +571,34 @@ tap_txn_rs_head(void *ctx)
 }
 
 
+/*
+ * Body bytes go into the client's output as the parser hands them over, each
+ * span re-chunked when the client gets chunked framing: a span is usually
+ * one upstream chunk, one SSE event, and it lands in one buffer with its
+ * size line and CRLF, so the socket gets one piece per event.  The output is
+ * sent at the end of the read (tap_uconn_on_read).
+ */
 static int
 tap_txn_rs_body(void *ctx, const char *p, size_t len)
 {
-    tap_txn_t  *t = ctx;
+    tap_txn_t        *t = ctx;
+    struct evbuffer  *out = bufferevent_get_output(t->dc->bev);
 
     t->ex.bytes_out += len;
-    return evbuffer_add(t->cbody, p, len) == 0 ? TAP_OK : TAP_ERROR;
-}
-
-
-/* Moves the body bytes of this read to the client, chunked if need be. */
-static void
-tap_txn_flush_client(tap_txn_t *t)
-{
-    struct evbuffer  *out = bufferevent_get_output(t->dc->bev);
-    size_t            n = evbuffer_get_length(t->cbody);
-
-    if (n == 0) {
-        return;
-    }
     if (!t->resp_chunked) {
-        evbuffer_add_buffer(out, t->cbody);
-        return;
+        return evbuffer_add(out, p, len) == 0 ? TAP_OK : TAP_ERROR;
     }
-    tap_chunk_size(out, n);
-    if (n <= TAP_PROXY_COPY_MAX) {
-        /* a small chunk (an SSE event) is copied behind its size line, so
-         * that the socket gets one buffer rather than three */
-        evbuffer_add(out, evbuffer_pullup(t->cbody, (ev_ssize_t) n), n);
-        evbuffer_drain(t->cbody, n);
-    } else {
-        evbuffer_add_buffer(out, t->cbody);
+    tap_chunk_size(out, len);
+    if (evbuffer_add(out, p, len) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
+        return TAP_ERROR;
     }
-    evbuffer_add(out, "\r\n", 2);
+    return TAP_OK;
 }
 
 
 static void
 tap_txn_response_done(tap_txn_t *t)
 {
-    tap_txn_flush_client(t);
     if (t->resp_chunked) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
     }
@@ -639,7 +626,6 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
         }
         if (rc == TAP_ERROR) {
             if (t->resp_started) {
-                tap_txn_flush_client(t);
                 tap_txn_truncate(t, "upstream_bad_response");
             } else {
                 tap_txn_upstream_failed(t, TAP_UFAIL_BAD);
@@ -652,7 +638,6 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
         }
     }
 
-    tap_txn_flush_client(t);
     tap_bev_send(dc->bev);
     if (evbuffer_get_length(bufferevent_get_output(dc->bev)) > TAP_PROXY_HIGH_WATER) {
         tap_rd_disable(&uc->rd);
@@ -686,8 +671,7 @@ tap_uconn_on_event(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_TIMEOUT) {
         TAP_STAT_ADD(dc->w->st.limits[TAP_LIMIT_STREAM_IDLE_TIMEOUT], 1);
-        tap_txn_flush_client(t);
-        tap_txn_truncate(t, "upstream_timeout");
+            tap_txn_truncate(t, "upstream_timeout");
         return;
     }
 
@@ -704,6 +688,5 @@ tap_uconn_on_event(struct bufferevent *bev, short what, void *arg)
         tap_txn_response_done(t);
         return;
     }
-    tap_txn_flush_client(t);
     tap_txn_truncate(t, "upstream_reset");
 }

@@ -37,7 +37,6 @@
 #define TAP_PROXY_HIGH_WATER   (256 * 1024)
 #define TAP_PROXY_LOW_WATER    (64 * 1024)
 #define TAP_PROXY_LINGER_MS    5000
-#define TAP_PROXY_COPY_MAX     4096    /* smaller response chunks are copied, not moved */
 
 typedef struct tap_proxy_s   tap_proxy_t;
 typedef struct tap_worker_s  tap_worker_t;
@@ -139,7 +138,6 @@ struct tap_txn_s {
     uint64_t          tried;           /* bit per server index (first 64) */
     struct evbuffer  *uhead;           /* request head for upstream, kept for retries */
     struct evbuffer  *ubody;           /* body bytes not yet handed to a connection */
-    struct evbuffer  *cbody;           /* response body of the current read */
     char             *path;
     tap_uphase_e      uphase;
     unsigned          has_body:1;

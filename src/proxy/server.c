@@ -297,11 +297,9 @@ tap_txn_create(tap_dconn_t *dc)
     }
     t->uhead = evbuffer_new();
     t->ubody = evbuffer_new();
-    t->cbody = evbuffer_new();
-    if (t->uhead == NULL || t->ubody == NULL || t->cbody == NULL) {
+    if (t->uhead == NULL || t->ubody == NULL) {
         evbuffer_free(t->uhead);
         evbuffer_free(t->ubody);
-        evbuffer_free(t->cbody);
         free(t);
         return NULL;
     }
@@ -339,7 +337,6 @@ tap_txn_finish(tap_txn_t *t)
     dc->txn = NULL;
     evbuffer_free(t->uhead);
     evbuffer_free(t->ubody);
-    evbuffer_free(t->cbody);
     free(t->path);
     free(t);
 }
