@@ -7,30 +7,12 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import path from 'node:path';
 
-import { BUILDDIR, getJSON, request, waitUntil } from './lib/harness.mjs';
+import { startProxy, stopAll, getJSON, request, waitUntil } from './lib/harness.mjs';
 
-const TAP_BIN = path.join(BUILDDIR, 'infertap');
-const live = new Set();
-
-after(() => {
-    for (const p of live) {
-        p.kill('SIGKILL');
-    }
-});
-
-function freePort() {
-    return new Promise((resolve) => {
-        const s = net.createServer().listen(0, '127.0.0.1', () => {
-            const { port } = s.address();
-            s.close(() => resolve(port));
-        });
-    });
-}
+after(stopAll);
 
 /* An upstream whose /health answers `health.status`; counts what it serves. */
 function startUpstream(name) {
@@ -55,33 +37,15 @@ function startUpstream(name) {
     });
 }
 
-async function startTap(upstreams, extra = []) {
-    const port = await freePort();
-    const admin = await freePort();
-    const args = ['--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${admin}`,
-        '--access-log', 'off', '--workers', '1', '--set', 'health.interval=100ms',
-        '--set', 'health.timeout=200ms', '--set', 'health.fails=2', ...extra];
-    for (const u of upstreams) {
-        args.push('--upstream', u.url);
-    }
-    const proc = spawn(TAP_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    live.add(proc);
-    let stderr = '';
-    proc.stderr.on('data', (d) => { stderr += d; });
-    assert.ok(await waitUntil(() => /listening on/.test(stderr), { timeoutMs: 5000 }), stderr);
-    return {
-        url: `http://127.0.0.1:${port}`,
-        admin: `http://127.0.0.1:${admin}`,
-        stderr: () => stderr,
-        stop: () => new Promise((resolve) => {
-            proc.on('exit', (code) => {
-                live.delete(proc);
-                resolve(code);
-            });
-            proc.kill('SIGTERM');
-        }),
-    };
+/* infertap with fast health checks: every 100 ms, down after 2 failures. */
+function startTap(upstreams, extra = []) {
+    return startProxy({
+        upstreams,
+        args: ['--set', 'health.interval=100ms', '--set', 'health.timeout=200ms',
+            '--set', 'health.fails=2', ...extra],
+    });
 }
+
 
 /* Wait for fn() to hold, failing the test if it does not within 3 s. */
 async function until(fn, what) {
@@ -89,7 +53,7 @@ async function until(fn, what) {
 }
 
 async function readyz(tap) {
-    return (await request(`${tap.admin}/readyz`)).status;
+    return (await request(`${tap.adminUrl}/readyz`)).status;
 }
 
 test('a server failing its checks leaves rotation and comes back; /readyz follows', async () => {
@@ -101,7 +65,7 @@ test('a server failing its checks leaves rotation and comes back; /readyz follow
         assert.equal(await readyz(tap), 200);
 
         b.status = 503;
-        await until(() => /upstream 127\.0\.0\.1:\d+ is down: status 503/.test(tap.stderr()),
+        await until(() => /upstream 127\.0\.0\.1:\d+ is down: status 503/.test(tap.stderr),
             'b marked down');
         const before = b.served;
         for (let i = 0; i < 10; i++) {
@@ -121,7 +85,7 @@ test('a server failing its checks leaves rotation and comes back; /readyz follow
         a.status = 200;
         b.status = 200;
         await until(async () => (await readyz(tap)) === 200, '/readyz 200');
-        await until(() => (tap.stderr().match(/is up again/g) || []).length >= 2,
+        await until(() => (tap.stderr.match(/is up again/g) || []).length >= 2,
             'both servers up again');
         const seen = new Set();
         for (let i = 0; i < 6; i++) {
@@ -129,10 +93,10 @@ test('a server failing its checks leaves rotation and comes back; /readyz follow
         }
         assert.deepEqual([...seen].sort(), ['a', 'b'], 'both servers serve again');
 
-        const m = (await request(`${tap.admin}/metrics`)).body;
+        const m = (await request(`${tap.adminUrl}/metrics`)).body;
         assert.match(m, /infertap_upstream_healthy\{upstream="127\.0\.0\.1:\d+"\} 1/);
     } finally {
-        assert.equal(await tap.stop(), 0);
+        await tap.stop();
         a.srv.close();
         b.srv.close();
     }
@@ -145,10 +109,10 @@ test('a server that does not answer its checks within health.timeout is marked d
     const up = { url: `http://127.0.0.1:${mute.address().port}` };
     const tap = await startTap([up]);
     try {
-        await until(() => /is down: timed out/.test(tap.stderr()), 'a timed-out check');
+        await until(() => /is down: timed out/.test(tap.stderr), 'a timed-out check');
         assert.equal(await readyz(tap), 503);
     } finally {
-        assert.equal(await tap.stop(), 0);
+        await tap.stop();
         mute.close();
     }
 });
@@ -160,10 +124,10 @@ test('a 404 on the health path counts as alive (server without a health endpoint
     try {
         await until(() => a.checks >= 4, 'four checks');
         assert.equal(await readyz(tap), 200);
-        assert.doesNotMatch(tap.stderr(), /is down/);
+        assert.doesNotMatch(tap.stderr, /is down/);
         assert.equal((await getJSON(`${tap.url}/v1/models`)).status, 200);
     } finally {
-        assert.equal(await tap.stop(), 0);
+        await tap.stop();
         a.srv.close();
     }
 });
@@ -181,7 +145,7 @@ test('health.path is configurable', async () => {
         await until(() => paths.length >= 2, 'two checks');
         assert.ok(paths.every((p) => p === '/v2/health/ready'), JSON.stringify(paths));
     } finally {
-        assert.equal(await tap.stop(), 0);
+        await tap.stop();
         a.srv.close();
     }
 });
