@@ -324,21 +324,23 @@ tap_lw_opt_ms(tap_lw_t *w, const char *key, double v)
 static void
 tap_lw_opt_hash(tap_lw_t *w, const char *key, int has, uint64_t v)
 {
-    static const char  hex[] = "0123456789abcdef";
-    char               buf[18];
-    int                i;
+    uint8_t  be[8];
+    char     hex[17];
+    int      i;
 
     tap_lw_key(w, key);
     if (!has) {
         TAP_LW_LIT(w, "null");
         return;
     }
-    buf[0] = buf[17] = '"';
-    for (i = 16; i >= 1; i--) {
-        buf[i] = hex[v & 0xf];
-        v >>= 4;
+    for (i = 7; i >= 0; i--) {
+        be[i] = (uint8_t) v;
+        v >>= 8;
     }
-    tap_lw_put(w, buf, sizeof(buf));
+    tap_hex_encode(hex, be, 8);
+    TAP_LW_LIT(w, "\"");
+    tap_lw_put(w, hex, 16);
+    TAP_LW_LIT(w, "\"");
 }
 
 

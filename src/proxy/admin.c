@@ -130,6 +130,11 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
 }
 
 
+/* The request path (without its query) is exactly lit. */
+#define TAP_ADMIN_IS(uri, plen, lit)                                                            \
+    ((plen) == sizeof(lit) - 1 && memcmp(uri, lit, sizeof(lit) - 1) == 0)
+
+
 /*
  * With admin_token set, every admin endpoint but the probes (/healthz,
  * /readyz, which orchestrators call without credentials) wants
@@ -142,8 +147,8 @@ tap_admin_allowed(tap_proxy_t *px, struct evhttp_request *req, const char *uri, 
     size_t       tlen;
 
     if (token == NULL
-        || (plen == 8 && memcmp(uri, "/healthz", 8) == 0)
-        || (plen == 7 && memcmp(uri, "/readyz", 7) == 0))
+        || TAP_ADMIN_IS(uri, plen, "/healthz")
+        || TAP_ADMIN_IS(uri, plen, "/readyz"))
     {
         return 1;
     }
@@ -182,11 +187,11 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
             "Bearer realm=\"infertap\"");
         tap_admin_reply(req, 401, "Unauthorized", "application/json", b);
 
-    } else if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
+    } else if (TAP_ADMIN_IS(uri, plen, "/healthz")) {
         evbuffer_add(b, "ok\n", 3);
         tap_admin_reply(req, 200, "OK", "text/plain; charset=utf-8", b);
 
-    } else if (plen == 7 && memcmp(uri, "/readyz", 7) == 0) {
+    } else if (TAP_ADMIN_IS(uri, plen, "/readyz")) {
         if (tap_admin_ready(px)) {
             evbuffer_add(b, "ready\n", 6);
             tap_admin_reply(req, 200, "OK", "text/plain; charset=utf-8", b);
@@ -195,7 +200,7 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
             tap_admin_reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", b);
         }
 
-    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+    } else if (TAP_ADMIN_IS(uri, plen, "/metrics")) {
         tap_admin_metrics(px, b);
         tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
 
