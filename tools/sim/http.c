@@ -97,6 +97,7 @@ tap_sim_req_destroy(tap_sim_req_t *r)
         evbuffer_free(r->out);
     }
     free(r->body);
+    free(r->request_id);
     free(r);
 }
 
@@ -380,6 +381,7 @@ tap_sim_route(tap_sim_req_t *r, const char *path, size_t len)
         { "/metrics", 0, TAP_SIM_R_METRICS },
         { "/sim/stats", 0, TAP_SIM_R_STATS },
         { "/sim/requests", 0, TAP_SIM_R_REQUESTS },
+        { "/sim/generations", 0, TAP_SIM_R_GENERATIONS },
         { "/api/chat", 1, TAP_SIM_R_OLLAMA_CHAT },
         { "/api/generate", 1, TAP_SIM_R_OLLAMA_GENERATE },
         { "/generate", 1, TAP_SIM_R_TGI },
@@ -469,6 +471,13 @@ tap_sim_on_headers_complete(llhttp_t *p)
         }
         if (strcmp(name, "expect") == 0 && strcasecmp(value, "100-continue") == 0) {
             r->expect = 1;
+
+        } else if (strcmp(name, "x-request-id") == 0 && r->request_id == NULL) {
+            r->request_id_len = strlen(value);
+            r->request_id = strndup(value, r->request_id_len);
+            if (r->request_id == NULL) {
+                abort();
+            }
         }
         name = value + strlen(value) + 1;
     }
@@ -548,6 +557,9 @@ tap_sim_conn_dispatch(tap_sim_conn_t *c, tap_sim_req_t *r)
         break;
     case TAP_SIM_R_REQUESTS:
         tap_sim_requests_reply(r);
+        break;
+    case TAP_SIM_R_GENERATIONS:
+        tap_sim_generations_reply(r);
         break;
     case TAP_SIM_R_CHAT:
         tap_sim_openai_chat(r);

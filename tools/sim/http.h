@@ -34,6 +34,7 @@ typedef enum {
     TAP_SIM_R_METRICS,
     TAP_SIM_R_STATS,
     TAP_SIM_R_REQUESTS,
+    TAP_SIM_R_GENERATIONS,
     TAP_SIM_R_CHAT,
     TAP_SIM_R_COMPLETIONS,
     TAP_SIM_R_EMBEDDINGS,
@@ -60,6 +61,8 @@ struct tap_sim_req_s {
     tap_sim_job_t       *job;
     char                *body;
     size_t               body_len;
+    char                *request_id;        /* x-request-id value, or NULL */
+    size_t               request_id_len;
     size_t               body_cap;
     const char          *path;              /* valid during dispatch only */
     size_t               path_len;
@@ -111,6 +114,7 @@ void tap_sim_kserve_infer(tap_sim_req_t *r);
 void tap_sim_metrics_reply(tap_sim_req_t *r);
 void tap_sim_stats_reply(tap_sim_req_t *r);
 void tap_sim_requests_reply(tap_sim_req_t *r);
+void tap_sim_generations_reply(tap_sim_req_t *r);
 
 
 #endif /* TAP_SIM_HTTP_H */

@@ -13,16 +13,24 @@
  * waiting requests under one mutex; a finishing job hands its slot to the
  * first waiter and wakes it on the waiter's own event_base with
  * event_active().
+ *
+ * Every request that reached a job leaves one /sim/generations entry when it
+ * ends (finished, failed, cut, or abandoned by its client), describing what
+ * the client could decode.  The text hash and logprob sum are computed then,
+ * by regenerating the tokens sent: they are pure functions of the seed, so
+ * the job keeps no text and one XXH3 state per worker serves every job.
  */
 
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
+#include <xxhash.h>
 
 #include "job.h"
 
@@ -96,6 +104,83 @@ tap_sim_add_rfc3339(tap_sim_sb_t *sb)
     tap_sim_sb_addc(sb, '"');
     tap_sim_sb_add(sb, buf, n);
     tap_sim_sb_addf(sb, ".%09ldZ\"", (long) ts.tv_nsec);
+}
+
+
+static const char *
+tap_sim_err_name(tap_sim_err_e err)
+{
+    switch (err) {
+    case TAP_SIM_ERR_500: return "500";
+    case TAP_SIM_ERR_429: return "429";
+    case TAP_SIM_ERR_CUT: return "cut";
+    case TAP_SIM_ERR_MALFORMED: return "malformed";
+    default: return NULL;
+    }
+}
+
+
+/*
+ * Record what r's client received.  body: the client got a decodable body
+ * or a stream that had begun; its text is that of the first j->ntok tokens
+ * when ended (the response reached its end), else of the j->next sent.  The
+ * finish reason is recorded only for an ended response whose format shows
+ * one.  error is a static string or NULL.
+ */
+static void
+tap_sim_job_record(tap_sim_req_t *r, const char *error, int body, int ended)
+{
+    tap_sim_job_t      *j = r->job;
+    XXH3_state_t       *st = r->w->xxh;
+    tap_sim_outcome_t   o;
+    tap_sim_tok_t       t;
+    unsigned            i, sent, shows;
+    double              p;
+
+    memset(&o, 0, sizeof(o));
+    o.request_id = r->request_id;
+    o.request_id_len = r->request_id_len;
+    o.path = r->log_path;
+    o.model = j->model;
+    o.model_len = j->model_len;
+    o.api = j->api->name;
+    o.error = error;
+    o.prompt_tokens = j->prompt_tokens;
+    o.n = 1;
+    o.stream = j->stream;
+
+    shows = j->api->shows(j);
+    if (ended && (shows & TAP_SIM_SHOWS_FINISH)) {
+        o.finish = j->finish_length ? "length" : "stop";
+        o.finish_native = j->finish_length ? j->api->finish_length : j->api->finish_stop;
+    }
+
+    if (body) {
+        sent = ended ? j->ntok : j->next;
+        o.completion_tokens = sent;
+        o.has_text = 1;
+        o.has_logprobs = sent > 0
+                         && (shows & (TAP_SIM_SHOWS_LOGPROBS | TAP_SIM_SHOWS_PROBS)) != 0;
+        XXH3_64bits_reset(st);
+        for (i = 0; i < sent; i++) {
+            tap_sim_gen_token(&j->gen, i, &t);
+            if (i > 0) {
+                XXH3_64bits_update(st, " ", 1);
+            }
+            XXH3_64bits_update(st, t.text, t.len);
+
+            /* sum what a client parses: values rounded as printed */
+            if (shows & TAP_SIM_SHOWS_PROBS) {
+                p = tap_sim_lp_round(exp(t.logprob));
+                o.logprob_sum += p > 0 ? log(p) : t.logprob;
+            } else {
+                o.logprob_sum += tap_sim_lp_round(t.logprob);
+            }
+        }
+        o.text_hash = XXH3_64bits_digest(st);
+    }
+
+    tap_sim_shared_record_outcome(r->w->shared, &o);
 }
 
 
@@ -265,6 +350,9 @@ tap_sim_job_release(tap_sim_req_t *r)
     if (r->active) {
         atomic_fetch_add(&sh->aborted, 1);
         r->active = 0;
+        if (r->job != NULL) {
+            tap_sim_job_record(r, "client_gone", r->job->stream && r->status == 200, 0);
+        }
     }
 
     if (r->job != NULL) {
@@ -280,6 +368,7 @@ tap_sim_job_complete(tap_sim_req_t *r, int cut)
 {
     tap_sim_shared_t  *sh = r->w->shared;
     tap_sim_job_t     *j = r->job;
+    int                body;
 
     r->tokens = cut ? j->next : j->ntok;
     atomic_fetch_add(&sh->prompt_tokens, j->prompt_tokens);
@@ -289,6 +378,10 @@ tap_sim_job_complete(tap_sim_req_t *r, int cut)
         atomic_fetch_add(j->finish_length ? &sh->success_length : &sh->success_stop, 1);
     }
     tap_sim_shared_observe_ttft(sh, j->ttft_us);
+
+    /* a plain body cut or broken in half carries nothing a client can decode */
+    body = j->stream || (!cut && j->err != TAP_SIM_ERR_MALFORMED);
+    tap_sim_job_record(r, tap_sim_err_name(j->err), body, body && !cut);
 
     r->active = 0;
     tap_sim_job_release(r);
@@ -463,6 +556,7 @@ tap_sim_job_start(tap_sim_req_t *r, const tap_sim_params_t *p)
                               ? "simulated server error" : "simulated rate limit");
             r->active = 0;
             atomic_fetch_add(&sh->completed, 1);
+            tap_sim_job_record(r, tap_sim_err_name(conf->error_kind), 0, 0);
             tap_sim_job_release(r);
             tap_sim_req_finish(r);
             return;
@@ -504,19 +598,28 @@ tap_sim_job_start(tap_sim_req_t *r, const tap_sim_params_t *p)
 
 /*
  * A response that needs no pacing (embeddings, KServe): apply the injected
- * failure, if any, then write body and finish r.
+ * failure, if any, write body, record o (api, model, prompt_tokens and n
+ * filled by the caller; the rest here) and finish r.
  */
 void
-tap_sim_job_simple(tap_sim_req_t *r, int fail, const tap_sim_sb_t *body)
+tap_sim_job_simple(tap_sim_req_t *r, int fail, const tap_sim_sb_t *body,
+    tap_sim_outcome_t *o)
 {
     tap_sim_shared_t      *sh = r->w->shared;
     const tap_sim_conf_t  *conf = sh->conf;
     struct evbuffer       *out;
     tap_sim_sb_t          *sb;
 
+    o->request_id = r->request_id;
+    o->request_id_len = r->request_id_len;
+    o->path = r->log_path;
+    o->stream = 0;
+    o->error = NULL;
     if (fail) {
         atomic_fetch_add(&sh->errors_injected, 1);
+        o->error = tap_sim_err_name(conf->error_kind);
     }
+    tap_sim_shared_record_outcome(sh, o);
 
     if (fail && conf->error_kind == TAP_SIM_ERR_CUT) {
         out = tap_sim_req_out(r);

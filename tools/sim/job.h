@@ -16,7 +16,15 @@
 #include "gen.h"
 #include "http.h"
 
+/* What a format shows of a finished generation (tap_sim_api_t.shows). */
+#define TAP_SIM_SHOWS_FINISH    0x1     /* a finish reason */
+#define TAP_SIM_SHOWS_LOGPROBS  0x2     /* the chosen tokens' log-probabilities */
+#define TAP_SIM_SHOWS_PROBS     0x4     /* their probabilities (llama.cpp) */
+
 typedef struct tap_sim_api_s {
+    const char  *name;                  /* /sim/generations "api" */
+    const char  *finish_stop;           /* the format's finish reasons */
+    const char  *finish_length;
     const char  *stream_ctype;
     /* whole non-streaming body */
     void       (*full)(tap_sim_job_t *j, tap_sim_sb_t *sb);
@@ -26,6 +34,8 @@ typedef struct tap_sim_api_s {
     void       (*tail)(tap_sim_job_t *j, tap_sim_sb_t *sb);
     /* one event whose payload is broken JSON */
     void       (*broken)(tap_sim_job_t *j, tap_sim_sb_t *sb);
+    /* TAP_SIM_SHOWS_* for a response that reached its end */
+    unsigned   (*shows)(const tap_sim_job_t *j);
 } tap_sim_api_t;
 
 typedef struct tap_sim_params_s {
@@ -90,7 +100,8 @@ void tap_sim_params_init(tap_sim_params_t *p, const tap_sim_api_t *api);
 void tap_sim_job_start(tap_sim_req_t *r, const tap_sim_params_t *p);
 void tap_sim_job_release(tap_sim_req_t *r);
 uint64_t tap_sim_job_next_index(tap_sim_shared_t *sh, int *fail, int *drift, int *nondet);
-void tap_sim_job_simple(tap_sim_req_t *r, int fail, const tap_sim_sb_t *body);
+void tap_sim_job_simple(tap_sim_req_t *r, int fail, const tap_sim_sb_t *body,
+    tap_sim_outcome_t *o);
 void tap_sim_job_text(const tap_sim_job_t *j, tap_sim_sb_t *sb);
 void tap_sim_tok_text(tap_sim_sb_t *sb, unsigned i, const tap_sim_tok_t *t);
 void tap_sim_add_model(tap_sim_sb_t *sb, const tap_sim_job_t *j);

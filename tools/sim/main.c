@@ -69,7 +69,11 @@ static const char  tap_sim_usage[] =
     "  --drift-amount X       how much to lower them (default 1.0)\n"
     "  --quiet                no per-request line on stderr\n"
     "  -V                     print the version\n"
-    "  -h                     this help\n";
+    "  -h                     this help\n"
+    "\n"
+    "For tests: GET /sim/stats (counters), /sim/requests (the last 64 request heads),\n"
+    "/sim/generations (the last 256 finished generations: api, tokens, finish reason,\n"
+    "XXH3-64 of the text sent, logprob sum, injected error or client_gone).\n";
 
 
 static int

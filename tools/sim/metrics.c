@@ -1,12 +1,14 @@
 /*
  * metrics.c: the simulator's process-wide state and what exposes it:
  * Prometheus text in vLLM's naming (/metrics), the JSON counters tests read
- * (/sim/stats) and the ring of the last 64 request heads (/sim/requests).
+ * (/sim/stats), the ring of the last 64 request heads (/sim/requests) and
+ * the ring of the last 256 finished generations (/sim/generations).
  *
  * Counters are C11 atomics updated by every worker thread without locks.
- * The request-head ring takes a mutex per request; each slot keeps one
- * buffer with a copy of the head ("method\0url\0name\0value\0..."), reused
- * when the slot is overwritten.
+ * Each ring takes its own mutex once per request; each slot keeps one
+ * buffer with a copy of its strings (for a head "method\0url\0name\0value\0
+ * ...", for a generation "request_id\0path\0model\0"), reused when the slot
+ * is overwritten.
  */
 
 #include "config.h"
@@ -60,6 +62,7 @@ tap_sim_shared_create(const tap_sim_conf_t *conf)
     sh->model_len = strlen(conf->model);
     sh->started = (int64_t) time(NULL);
     pthread_mutex_init(&sh->ring_lock, NULL);
+    pthread_mutex_init(&sh->gen_lock, NULL);
     pthread_mutex_init(&sh->adm_lock, NULL);
     return sh;
 }
@@ -77,7 +80,11 @@ tap_sim_shared_destroy(tap_sim_shared_t *sh)
     for (i = 0; i < TAP_SIM_RING; i++) {
         free(sh->ring[i].data);
     }
+    for (i = 0; i < TAP_SIM_GEN_RING; i++) {
+        free(sh->gen[i].data);
+    }
     pthread_mutex_destroy(&sh->ring_lock);
+    pthread_mutex_destroy(&sh->gen_lock);
     pthread_mutex_destroy(&sh->adm_lock);
     free(sh);
 }
@@ -115,6 +122,63 @@ tap_sim_shared_record_head(tap_sim_shared_t *sh, const char *method, const char 
         sh->ring_count++;
     }
     pthread_mutex_unlock(&sh->ring_lock);
+}
+
+
+/* Copy a string into a slot buffer; NULL stays NULL. */
+static const char *
+tap_sim_slot_str(char **at, const char *s, size_t len)
+{
+    char  *p;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    p = *at;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    *at = p + len + 1;
+    return p;
+}
+
+
+/*
+ * Append o to the generations ring, copying its borrowed strings (request
+ * id, path, model).  Silently drops the entry when a slot cannot grow.
+ */
+void
+tap_sim_shared_record_outcome(tap_sim_shared_t *sh, const tap_sim_outcome_t *o)
+{
+    tap_sim_outcome_slot_t  *e;
+    size_t                   rlen, plen, need, cap;
+    char                    *p;
+
+    rlen = o->request_id != NULL ? o->request_id_len : 0;
+    plen = o->path != NULL ? strlen(o->path) : 0;
+    need = rlen + 1 + plen + 1 + o->model_len + 1;
+
+    pthread_mutex_lock(&sh->gen_lock);
+    e = &sh->gen[sh->gen_next];
+    if (e->cap < need) {
+        cap = TAP_MAX(need, 256);
+        p = realloc(e->data, cap);
+        if (p == NULL) {
+            pthread_mutex_unlock(&sh->gen_lock);
+            return;
+        }
+        e->data = p;
+        e->cap = cap;
+    }
+    e->o = *o;
+    p = e->data;
+    e->o.request_id = tap_sim_slot_str(&p, o->request_id, rlen);
+    e->o.path = tap_sim_slot_str(&p, o->path, plen);
+    e->o.model = tap_sim_slot_str(&p, o->model, o->model_len);
+    sh->gen_next = (sh->gen_next + 1) % TAP_SIM_GEN_RING;
+    if (sh->gen_count < TAP_SIM_GEN_RING) {
+        sh->gen_count++;
+    }
+    pthread_mutex_unlock(&sh->gen_lock);
 }
 
 
@@ -311,6 +375,70 @@ tap_sim_requests_reply(tap_sim_req_t *r)
         tap_sim_sb_adds(sb, "}}");
     }
     pthread_mutex_unlock(&sh->ring_lock);
+
+    tap_sim_sb_addc(sb, ']');
+    tap_sim_req_json(r, 200, sb);
+}
+
+
+static void
+tap_sim_add_str_or_null(tap_sim_sb_t *sb, const char *s, size_t len)
+{
+    if (s == NULL) {
+        tap_sim_sb_adds(sb, "null");
+    } else {
+        tap_sim_sb_add_jstr(sb, s, len);
+    }
+}
+
+
+void
+tap_sim_generations_reply(tap_sim_req_t *r)
+{
+    tap_sim_shared_t         *sh = r->w->shared;
+    tap_sim_sb_t             *sb = &r->w->sb;
+    const tap_sim_outcome_t  *o;
+    unsigned                  i, first;
+
+    tap_sim_sb_reset(sb);
+    tap_sim_sb_addc(sb, '[');
+
+    pthread_mutex_lock(&sh->gen_lock);
+    first = (sh->gen_next + TAP_SIM_GEN_RING - sh->gen_count) % TAP_SIM_GEN_RING;
+    for (i = 0; i < sh->gen_count; i++) {
+        o = &sh->gen[(first + i) % TAP_SIM_GEN_RING].o;
+        tap_sim_sb_adds(sb, i > 0 ? ",{\"request_id\":" : "{\"request_id\":");
+        tap_sim_add_str_or_null(sb, o->request_id, o->request_id_len);
+        tap_sim_sb_adds(sb, ",\"path\":");
+        tap_sim_add_str_or_null(sb, o->path, o->path ? strlen(o->path) : 0);
+        tap_sim_sb_adds(sb, ",\"api\":");
+        tap_sim_add_str_or_null(sb, o->api, o->api ? strlen(o->api) : 0);
+        tap_sim_sb_adds(sb, o->stream ? ",\"stream\":true,\"model\":"
+                                      : ",\"stream\":false,\"model\":");
+        tap_sim_add_str_or_null(sb, o->model, o->model_len);
+        tap_sim_sb_addf(sb, ",\"prompt_tokens\":%u,\"completion_tokens\":%u,"
+                        "\"finish_reason\":", o->prompt_tokens, o->completion_tokens);
+        tap_sim_add_str_or_null(sb, o->finish, o->finish ? strlen(o->finish) : 0);
+        tap_sim_sb_adds(sb, ",\"finish_reason_native\":");
+        tap_sim_add_str_or_null(sb, o->finish_native,
+                                o->finish_native ? strlen(o->finish_native) : 0);
+        if (o->has_text) {
+            tap_sim_sb_addf(sb, ",\"text_hash\":\"%016llx\"",
+                            (unsigned long long) o->text_hash);
+        } else {
+            tap_sim_sb_adds(sb, ",\"text_hash\":null");
+        }
+        tap_sim_sb_addf(sb, ",\"n\":%u,\"error\":", o->n);
+        tap_sim_add_str_or_null(sb, o->error, o->error ? strlen(o->error) : 0);
+        tap_sim_sb_adds(sb, ",\"logprob_sum\":");
+        if (o->has_logprobs) {
+            tap_sim_sb_add_lp(sb, o->logprob_sum);
+        } else {
+            tap_sim_sb_adds(sb, "null");
+        }
+        tap_sim_sb_addc(sb, '}');
+    }
+    pthread_mutex_unlock(&sh->gen_lock);
 
     tap_sim_sb_addc(sb, ']');
     tap_sim_req_json(r, 200, sb);

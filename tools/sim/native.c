@@ -32,25 +32,57 @@ static void tap_sim_llama_token(tap_sim_job_t *j, tap_sim_sb_t *sb, unsigned i,
     const tap_sim_tok_t *t);
 static void tap_sim_llama_tail(tap_sim_job_t *j, tap_sim_sb_t *sb);
 static void tap_sim_llama_broken(tap_sim_job_t *j, tap_sim_sb_t *sb);
+static unsigned tap_sim_ollama_shows(const tap_sim_job_t *j);
+static unsigned tap_sim_tgi_shows(const tap_sim_job_t *j);
+static unsigned tap_sim_llama_shows(const tap_sim_job_t *j);
 
 /* Ollama chat and generate differ only in the field carrying text. */
 static const tap_sim_api_t  tap_sim_ollama_chat_api = {
-    "application/x-ndjson", tap_sim_ollama_full, tap_sim_ollama_token, tap_sim_ollama_tail,
-    tap_sim_ollama_broken
+    .name = "ollama_chat",
+    .finish_stop = "stop",
+    .finish_length = "length",
+    .stream_ctype = "application/x-ndjson",
+    .full = tap_sim_ollama_full,
+    .token = tap_sim_ollama_token,
+    .tail = tap_sim_ollama_tail,
+    .broken = tap_sim_ollama_broken,
+    .shows = tap_sim_ollama_shows,
 };
 
 static const tap_sim_api_t  tap_sim_ollama_gen_api = {
-    "application/x-ndjson", tap_sim_ollama_full, tap_sim_ollama_token, tap_sim_ollama_tail,
-    tap_sim_ollama_broken
+    .name = "ollama_generate",
+    .finish_stop = "stop",
+    .finish_length = "length",
+    .stream_ctype = "application/x-ndjson",
+    .full = tap_sim_ollama_full,
+    .token = tap_sim_ollama_token,
+    .tail = tap_sim_ollama_tail,
+    .broken = tap_sim_ollama_broken,
+    .shows = tap_sim_ollama_shows,
 };
 
 static const tap_sim_api_t  tap_sim_tgi_api = {
-    "text/event-stream", tap_sim_tgi_full, tap_sim_tgi_token, NULL, tap_sim_tgi_broken
+    .name = "tgi",
+    .finish_stop = "eos_token",
+    .finish_length = "length",
+    .stream_ctype = "text/event-stream",
+    .full = tap_sim_tgi_full,
+    .token = tap_sim_tgi_token,
+    .tail = NULL,
+    .broken = tap_sim_tgi_broken,
+    .shows = tap_sim_tgi_shows,
 };
 
 static const tap_sim_api_t  tap_sim_llama_api = {
-    "text/event-stream", tap_sim_llama_full, tap_sim_llama_token, tap_sim_llama_tail,
-    tap_sim_llama_broken
+    .name = "llamacpp",
+    .finish_stop = "eos",
+    .finish_length = "limit",
+    .stream_ctype = "text/event-stream",
+    .full = tap_sim_llama_full,
+    .token = tap_sim_llama_token,
+    .tail = tap_sim_llama_tail,
+    .broken = tap_sim_llama_broken,
+    .shows = tap_sim_llama_shows,
 };
 
 
@@ -151,6 +183,14 @@ static void
 tap_sim_ollama_broken(tap_sim_job_t *j, tap_sim_sb_t *sb)
 {
     tap_sim_sb_adds(sb, "{\"model\":\"broken\",\"created_at\":\n");
+}
+
+
+/* done_reason always; Ollama has no log-probabilities. */
+static unsigned
+tap_sim_ollama_shows(const tap_sim_job_t *j)
+{
+    return TAP_SIM_SHOWS_FINISH;
 }
 
 
@@ -317,6 +357,14 @@ tap_sim_tgi_broken(tap_sim_job_t *j, tap_sim_sb_t *sb)
 }
 
 
+/* A stream shows every token and the final details; a plain body only with details. */
+static unsigned
+tap_sim_tgi_shows(const tap_sim_job_t *j)
+{
+    return j->stream || j->details ? TAP_SIM_SHOWS_FINISH | TAP_SIM_SHOWS_LOGPROBS : 0;
+}
+
+
 void
 tap_sim_tgi_generate(tap_sim_req_t *r, int stream)
 {
@@ -470,6 +518,14 @@ tap_sim_llama_broken(tap_sim_job_t *j, tap_sim_sb_t *sb)
 }
 
 
+/* stop_type always; probabilities with n_probs > 0. */
+static unsigned
+tap_sim_llama_shows(const tap_sim_job_t *j)
+{
+    return TAP_SIM_SHOWS_FINISH | (j->top_n > 0 ? TAP_SIM_SHOWS_PROBS : 0);
+}
+
+
 void
 tap_sim_llama_completion(tap_sim_req_t *r)
 {
@@ -527,15 +583,16 @@ done:
 void
 tap_sim_kserve_infer(tap_sim_req_t *r)
 {
-    tap_sim_shared_t  *sh = r->w->shared;
-    tap_sim_sb_t      *sb = &r->w->sb;
-    const char        *name, *id;
-    size_t             name_len, i;
-    json_t            *root, *inputs, *in;
-    double             prob[TAP_SIM_CLASSES];
-    uint64_t           h, n;
-    char              *dump;
-    int                fail, drift, nondet;
+    tap_sim_shared_t   *sh = r->w->shared;
+    tap_sim_sb_t       *sb = &r->w->sb;
+    tap_sim_outcome_t   o;
+    const char         *name, *id;
+    size_t              name_len, i;
+    json_t             *root, *inputs, *in;
+    double              prob[TAP_SIM_CLASSES];
+    uint64_t            h, n;
+    char               *dump;
+    int                 fail, drift, nondet;
 
     root = tap_sim_body_json(r);
     if (root == NULL) {
@@ -593,7 +650,13 @@ tap_sim_kserve_infer(tap_sim_req_t *r)
         tap_sim_sb_add_lp(sb, prob[i]);
     }
     tap_sim_sb_adds(sb, "]}]}");
-    tap_sim_job_simple(r, fail, sb);
+
+    memset(&o, 0, sizeof(o));
+    o.api = "kserve";
+    o.model = name;
+    o.model_len = name_len;
+    o.n = 1;
+    tap_sim_job_simple(r, fail, sb, &o);
 
 done:
 

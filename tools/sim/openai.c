@@ -25,16 +25,39 @@ static void tap_sim_cmpl_token(tap_sim_job_t *j, tap_sim_sb_t *sb, unsigned i,
     const tap_sim_tok_t *t);
 static void tap_sim_cmpl_tail(tap_sim_job_t *j, tap_sim_sb_t *sb);
 static void tap_sim_sse_broken(tap_sim_job_t *j, tap_sim_sb_t *sb);
+static unsigned tap_sim_openai_shows(const tap_sim_job_t *j);
 
 static const tap_sim_api_t  tap_sim_chat_api = {
-    "text/event-stream", tap_sim_chat_full, tap_sim_chat_token, tap_sim_chat_tail,
-    tap_sim_sse_broken
+    .name = "openai_chat",
+    .finish_stop = "stop",
+    .finish_length = "length",
+    .stream_ctype = "text/event-stream",
+    .full = tap_sim_chat_full,
+    .token = tap_sim_chat_token,
+    .tail = tap_sim_chat_tail,
+    .broken = tap_sim_sse_broken,
+    .shows = tap_sim_openai_shows,
 };
 
 static const tap_sim_api_t  tap_sim_cmpl_api = {
-    "text/event-stream", tap_sim_cmpl_full, tap_sim_cmpl_token, tap_sim_cmpl_tail,
-    tap_sim_sse_broken
+    .name = "openai_completions",
+    .finish_stop = "stop",
+    .finish_length = "length",
+    .stream_ctype = "text/event-stream",
+    .full = tap_sim_cmpl_full,
+    .token = tap_sim_cmpl_token,
+    .tail = tap_sim_cmpl_tail,
+    .broken = tap_sim_sse_broken,
+    .shows = tap_sim_openai_shows,
 };
+
+
+/* Both formats always carry finish_reason; logprobs only when asked for. */
+static unsigned
+tap_sim_openai_shows(const tap_sim_job_t *j)
+{
+    return TAP_SIM_SHOWS_FINISH | (j->top_n >= 0 ? TAP_SIM_SHOWS_LOGPROBS : 0);
+}
 
 
 static void
@@ -532,14 +555,15 @@ done:
 void
 tap_sim_openai_embeddings(tap_sim_req_t *r)
 {
-    tap_sim_sb_t   *sb = &r->w->sb, *ps = &r->w->prompt;
-    const char     *model;
-    size_t          model_len, i, n;
-    json_t         *root, *input, *e;
-    float           v[TAP_SIM_EMBED_DIM];
-    unsigned        words, k;
-    uint64_t        seed;
-    int             fail, drift, nondet, single;
+    tap_sim_sb_t       *sb = &r->w->sb, *ps = &r->w->prompt;
+    tap_sim_outcome_t   o;
+    const char         *model;
+    size_t              model_len, i, n;
+    json_t             *root, *input, *e;
+    float               v[TAP_SIM_EMBED_DIM];
+    unsigned            words, k;
+    uint64_t            seed;
+    int                 fail, drift, nondet, single;
 
     root = tap_sim_body_json(r);
     if (root == NULL) {
@@ -598,7 +622,13 @@ tap_sim_openai_embeddings(tap_sim_req_t *r)
     tap_sim_sb_adds(sb, "}}");
     atomic_fetch_add(&r->w->shared->prompt_tokens, words);
 
-    tap_sim_job_simple(r, fail, sb);
+    memset(&o, 0, sizeof(o));
+    o.api = "openai_embeddings";
+    o.model = model;
+    o.model_len = model_len;
+    o.prompt_tokens = words;
+    o.n = (unsigned) n;
+    tap_sim_job_simple(r, fail, sb, &o);
 
 done:
 

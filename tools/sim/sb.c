@@ -148,6 +148,21 @@ tap_sim_sb_add_i64(tap_sim_sb_t *sb, long long v)
 }
 
 
+/* The value tap_sim_sb_add_lp() writes for v, as a reader parses it back. */
+double
+tap_sim_lp_round(double v)
+{
+    double  a;
+
+    if (v != v || v > 1e12 || v < -1e12) {
+        return 0;
+    }
+
+    a = (double) (unsigned long long) ((v < 0 ? -v : v) * 1e6 + 0.5) / 1e6;
+    return v < 0 ? -a : a;
+}
+
+
 /* A log-probability (or any value in a modest range) with 6 decimals. */
 void
 tap_sim_sb_add_lp(tap_sim_sb_t *sb, double v)

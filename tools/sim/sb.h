@@ -31,6 +31,7 @@ void tap_sim_sb_addf(tap_sim_sb_t *sb, const char *fmt, ...)
 void tap_sim_sb_add_u64(tap_sim_sb_t *sb, unsigned long long v);
 void tap_sim_sb_add_i64(tap_sim_sb_t *sb, long long v);
 void tap_sim_sb_add_lp(tap_sim_sb_t *sb, double v);
+double tap_sim_lp_round(double v);
 void tap_sim_sb_add_jstr(tap_sim_sb_t *sb, const char *s, size_t len);
 void tap_sim_sb_add_bytes_array(tap_sim_sb_t *sb, const char *s, size_t len);
 

@@ -74,6 +74,11 @@ tap_sim_worker_create(tap_sim_shared_t *sh)
     tap_sim_sb_init(&w->sb);
     tap_sim_sb_init(&w->sb2);
     tap_sim_sb_init(&w->prompt);
+    w->xxh = XXH3_createState();
+    if (w->xxh == NULL) {
+        free(w);
+        return NULL;
+    }
     /*
      * Token pacing runs on millisecond timers: ask for the precise clock
      * (timerfd under epoll) so that --itl-ms 1 means 1 ms, not 4.
@@ -85,6 +90,7 @@ tap_sim_worker_create(tap_sim_shared_t *sh)
         event_config_free(cfg);
     }
     if (w->base == NULL) {
+        XXH3_freeState(w->xxh);
         free(w);
         return NULL;
     }
@@ -133,6 +139,7 @@ tap_sim_worker_destroy(tap_sim_worker_t *w)
     tap_sim_sb_cleanup(&w->sb);
     tap_sim_sb_cleanup(&w->sb2);
     tap_sim_sb_cleanup(&w->prompt);
+    XXH3_freeState(w->xxh);
     free(w);
 }
 
