@@ -1,0 +1,184 @@
+/*
+ * genai.h: what one exchange's model traffic says, in protocol-neutral form.
+ *
+ * The protocol filters (filters/) read requests and responses in their own
+ * formats and fill one tap_gen_t through the functions below; the access
+ * log, metrics and spans read only this struct.  Nothing here does I/O.
+ *
+ * Definitions (docs/ARCHITECTURE.md, "What an exchange knows"):
+ *   prompt hash      XXH3-64 over the canonical prompt: the model, then each
+ *                    message's role, name, content (text parts joined; other
+ *                    parts canonical JSON with sorted keys), tool calls and
+ *                    tool_call_id, or the prompt string(s).  Built from
+ *                    decoded JSON, so key order and escapes do not matter.
+ *   prefix hash      the same over all messages but the last (the template).
+ *   params hash      the sampling parameters present, each as name + value.
+ *   completion hash  XXH3-64 of the generated text of choice 0; with several
+ *                    choices, XXH3-64 of their digests in index order.  Fed
+ *                    incrementally: a stream and the same text sent whole
+ *                    give the same hash, and no text is kept.
+ *   confidence       over token logprobs: mean, min, perplexity = exp(-mean),
+ *                    count; or one classifier score.
+ * Numbers that are unknown are TAP_GEN_UNSET (integers) or NAN (doubles).
+ */
+
+#ifndef TAP_GENAI_H
+#define TAP_GENAI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#define TAP_GEN_UNSET         (-1)
+#define TAP_GEN_MAX_CHOICES   8
+#define TAP_GEN_STR           128
+
+/* Why a body was not (fully) understood; TAP_GEN_PARSE_OK when it was. */
+typedef enum {
+    TAP_GEN_PARSE_NONE = 0,            /* nothing looked at it (no protocol filter) */
+    TAP_GEN_PARSE_OK,
+    TAP_GEN_PARSE_TOO_LARGE,           /* larger than the capture limit */
+    TAP_GEN_PARSE_COMPRESSED,          /* Content-Encoding other than identity */
+    TAP_GEN_PARSE_NOT_JSON,            /* did not parse as JSON */
+    TAP_GEN_PARSE_CUT,                 /* the body or stream ended early */
+    TAP_GEN_PARSE_UNEXPECTED,          /* JSON, but not the expected shape */
+} tap_gen_parse_e;
+
+typedef struct tap_gen_s {
+    /* what was asked */
+    const char    *provider;           /* protocol filter name, static; NULL: none */
+    const char    *operation;          /* "chat", "text_completion", "embeddings", ... */
+    char           model[TAP_GEN_STR]; /* requested model; "" unknown */
+    int            stream;             /* TAP_GEN_UNSET, 0, 1 */
+    int            include_usage;      /* the client asked for usage: TAP_GEN_UNSET, 0, 1 */
+    int64_t        max_tokens;
+    int64_t        n;
+    int64_t        seed;
+    int64_t        top_logprobs;
+    int            logprobs;           /* TAP_GEN_UNSET, 0, 1 */
+    double         temperature;
+    double         top_p;
+    double         top_k;
+    double         frequency_penalty;
+    double         presence_penalty;
+    unsigned       ntools;
+    unsigned       nmessages;
+    uint64_t       prompt_chars;       /* bytes of prompt text, for estimates */
+
+    /* what came back */
+    char           response_id[TAP_GEN_STR];
+    char           response_model[TAP_GEN_STR];
+    char           finish_reasons[TAP_GEN_MAX_CHOICES][24];   /* by choice index */
+    unsigned       nchoices;           /* highest choice index seen + 1 */
+    char           error_type[64];     /* an error object's type/code; "" none */
+    int64_t        prompt_tokens;
+    int64_t        completion_tokens;
+    int64_t        cached_tokens;
+    int            usage_reported;     /* the server reported usage */
+    uint64_t       token_events;       /* stream events that carried tokens */
+    uint64_t       counted_tokens;     /* tokens counted from logprob or token entries */
+    uint64_t       completion_chars;   /* bytes of generated text */
+    int            tokens_estimated;   /* TAP_GEN_UNSET, 0, 1 (set by tap_gen_finish) */
+    unsigned       prompt_derived:1;   /* prompt_tokens was filled by tap_gen_finish */
+    unsigned       completion_derived:1;  /* completion_tokens was filled by tap_gen_finish */
+
+    /* hashes */
+    uint64_t       prompt_hash, prefix_hash, params_hash, completion_hash;
+    unsigned       has_prompt_hash:1;
+    unsigned       has_prefix_hash:1;
+    unsigned       has_params_hash:1;
+    unsigned       has_completion_hash:1;
+    XXH3_state_t  *text[TAP_GEN_MAX_CHOICES];  /* created on first text */
+
+    /* confidence */
+    double         lp_sum;
+    double         lp_min;
+    uint64_t       lp_count;
+    double         score;              /* classifier score; NAN none */
+
+    /* clocks (monotonic ns), set by tap_gen_tokens() */
+    int64_t        first_token;
+    int64_t        last_token;
+    int64_t        max_gap;            /* longest gap between token events */
+
+    tap_gen_parse_e  req_parse;
+    tap_gen_parse_e  resp_parse;
+} tap_gen_t;
+
+
+void tap_gen_init(tap_gen_t *g);
+void tap_gen_cleanup(tap_gen_t *g);       /* frees the text states */
+
+/* Copies a JSON string (or nothing when v is not a string) into dst[TAP_GEN_STR]. */
+void tap_gen_copy(char *dst, json_t *v);
+
+/*
+ * Request side: called by filters with the parsed request body.
+ * tap_gen_hash_chat: messages array (OpenAI/Ollama chat shape); sets prompt,
+ * prefix, nmessages, prompt_chars.  tap_gen_hash_prompt: a prompt that is a
+ * string, an array of strings, an array of token ids or of arrays of them;
+ * `system` (may be NULL) is hashed first as a system message and becomes the
+ * prefix.  Both mix in g->model, which must be set first.  Return 0, or -1
+ * when the value has an unexpected shape (nothing set then).
+ */
+int tap_gen_hash_chat(tap_gen_t *g, json_t *messages);
+int tap_gen_hash_prompt(tap_gen_t *g, json_t *prompt, json_t *system);
+
+/*
+ * Params hash over the sampling parameters set in g (temperature, top_p,
+ * top_k, max_tokens, seed, n, penalties, logprobs, top_logprobs) plus any
+ * extra JSON value the filter passes (e.g. "stop"; NULL for none).
+ */
+void tap_gen_hash_params(tap_gen_t *g, json_t *extra);
+
+/* Reads a JSON number (integer or real) into *out; returns 0, or -1 when v is not a number. */
+int tap_gen_number(json_t *v, double *out);
+int tap_gen_integer(json_t *v, int64_t *out);
+
+/* Response side. */
+void tap_gen_text(tap_gen_t *g, unsigned choice, const char *s, size_t len);
+void tap_gen_finish_reason(tap_gen_t *g, unsigned choice, const char *s, size_t len);
+void tap_gen_logprob(tap_gen_t *g, double lp);
+void tap_gen_prob(tap_gen_t *g, double p);            /* a probability: adds log(p) */
+void tap_gen_score(tap_gen_t *g, double v);
+
+/* An event carrying `ntokens` (>= 1) generated tokens arrived at `now`. */
+void tap_gen_tokens(tap_gen_t *g, int64_t now, uint64_t ntokens);
+
+/* Usage reported by the server; TAP_GEN_UNSET for a figure it did not give. */
+void tap_gen_usage(tap_gen_t *g, int64_t prompt, int64_t completion, int64_t cached);
+
+/* An error object in a response (also one in the middle of a stream). */
+void tap_gen_error(tap_gen_t *g, const char *type, size_t len);
+
+/*
+ * End of the exchange: completion hash, token counts (reported usage, else
+ * counted tokens, else events, else text length / 4, marking
+ * tokens_estimated), prompt estimate when none was reported.
+ */
+void tap_gen_finish(tap_gen_t *g);
+
+/* Confidence figures; 0 when there is no logprob. */
+int tap_gen_confidence(const tap_gen_t *g, double *mean, double *min, double *perplexity);
+
+/* The finish reasons joined with ',' into buf; returns buf, or NULL when none. */
+const char *tap_gen_finish_reasons(const tap_gen_t *g, char *buf, size_t size);
+
+/*
+ * RFC 6901 JSON pointer ("" is the whole document, "/a/0/b", "~0" "~1"
+ * escapes).  Returns the value (borrowed) or NULL.
+ */
+json_t *tap_json_pointer(json_t *root, const char *ptr);
+
+/*
+ * Canonical hashing of any JSON value into a running state: objects with
+ * keys sorted, strings decoded, numbers as doubles.
+ */
+void tap_hash_json(XXH3_state_t *st, json_t *v);
+
+/* A length-prefixed field into a running state: tag byte, 8-byte length, bytes. */
+void tap_hash_field(XXH3_state_t *st, char tag, const char *s, size_t len);
+
+#endif /* TAP_GENAI_H */
