@@ -29,6 +29,7 @@
 #include <yaml.h>
 
 #include "conf.h"
+#include "filter.h"
 
 #define TAP_CONF_KEY_MAX 128
 
@@ -109,6 +110,9 @@ static int tap_conf_check_url_opt(const char *v, char **msg);
 static int tap_conf_check_pairs(const char *v, char **msg);
 static int tap_conf_check_token(const char *v, char **msg);
 static int tap_conf_check_path(const char *v, char **msg);
+static int tap_conf_check_filters(const char *v, char **msg);
+static int tap_conf_check_route(const char *v, char **msg);
+static int tap_conf_check_score(const char *v, char **msg);
 static int tap_conf_check_nonempty(const char *v, char **msg);
 
 static const char *const tap_conf_w_level[] = {"error", "warn", "info", "debug", NULL};
@@ -188,6 +192,21 @@ static const tap_conf_item_t tap_conf_items[] = {
     TAP_CONF_I_SIZE(
         "limits.capture_bytes", limits.capture_bytes, "4MiB", 0,
         "bytes of each request and response body copied for parsing; the rest is only forwarded"),
+    TAP_CONF_I_STR(
+        "filters", filters, "openai,ollama,tgi,llamacpp,kserve", tap_conf_check_filters,
+        "filters run over every request, in order, comma-separated; routes can differ; off: none"),
+    TAP_CONF_I_LIST(
+        "routes", routes, "", tap_conf_check_route,
+        "'/path/prefix = filter,filter': requests under the longest matching prefix run these "
+        "filters instead"),
+    TAP_CONF_I_LIST(
+        "scores", scores, "", tap_conf_check_score,
+        "'/path/prefix-or-model = /json/pointer': a classifier's score in plain JSON answers, "
+        "recorded as confidence"),
+    TAP_CONF_I_BOOL(
+        "inject_usage", inject_usage, "true",
+        "ask OpenAI streams for usage (stream_options.include_usage) and remove the extra usage "
+        "event from what the client receives"),
     TAP_CONF_I_STR("tls.cert", tls.cert, "", NULL,
                    "PEM certificate chain for TLS on the listeners; needs tls.key"),
     TAP_CONF_I_STR("tls.key", tls.key, "", NULL, "PEM private key of tls.cert"),
@@ -1794,6 +1813,39 @@ tap_conf_check_path(const char *v, char **msg)
     }
 
     return TAP_OK;
+}
+
+/* Filter settings are checked by building them, so -t says what the proxy would. */
+static int
+tap_conf_check_fconf(const char *filters, const char *route, const char *score, char **msg)
+{
+    tap_fconf_t fc;
+    char *f = (char *)filters, *r = (char *)route, *sc = (char *)score;
+
+    if (tap_fconf_build(&fc, &f, filters != NULL, &r, route != NULL, &sc, score != NULL, 0, 0,
+                        msg) != TAP_OK) {
+        return TAP_ERROR;
+    }
+    tap_fconf_cleanup(&fc);
+    return TAP_OK;
+}
+
+static int
+tap_conf_check_filters(const char *v, char **msg)
+{
+    return strcmp(v, "off") == 0 ? TAP_OK : tap_conf_check_fconf(v, NULL, NULL, msg);
+}
+
+static int
+tap_conf_check_route(const char *v, char **msg)
+{
+    return tap_conf_check_fconf(NULL, v, NULL, msg);
+}
+
+static int
+tap_conf_check_score(const char *v, char **msg)
+{
+    return tap_conf_check_fconf(NULL, NULL, v, msg);
 }
 
 static int

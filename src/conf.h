@@ -120,6 +120,10 @@ typedef struct tap_conf_s {
         int max_connections;
         uint64_t capture_bytes;
     } limits;
+    char *filters;          /* comma-separated names, or "off" */
+    tap_conf_list_t routes; /* "/prefix = name,name" */
+    tap_conf_list_t scores; /* "/prefix-or-model = /pointer" */
+    int inject_usage;
     struct {
         char *cert;
         char *key;

@@ -5,7 +5,7 @@
  * outcome: success, rejected request, client abort, upstream reset or timeout.
  * The proxy fills the identity, timing and transport fields; the GenAI fields
  * (model, tokens, hashes, confidence) belong to the protocol filters and stay
- * unset (TAP_EX_UNSET / NULL / has_* = 0) until a filter fills them.  The
+ * unset (see genai.h) until a filter fills them.  The
  * access log, metrics and spans all read this one struct.
  *
  * Clock stamps are CLOCK_MONOTONIC nanoseconds, 0 meaning "never happened".
@@ -16,6 +16,8 @@
 #define TAP_EXCHANGE_H
 
 #include <stdint.h>
+
+#include "genai/genai.h"
 
 #define TAP_EX_UNSET        (-1)
 #define TAP_EX_REQID_MAX    128
@@ -49,22 +51,12 @@ typedef struct tap_exchange_s {
     int64_t      upstream_first_byte;  /* first byte of the response */
     int64_t      last_byte;            /* last byte queued to the client */
 
-    /* GenAI fields, filled by protocol filters */
-    const char  *model;
-    int          stream;               /* TAP_EX_UNSET, 0 or 1 */
-    int64_t      prompt_tokens;        /* TAP_EX_UNSET when unknown */
-    int64_t      completion_tokens;
-    int          tokens_estimated;     /* TAP_EX_UNSET, 0 or 1 */
+    /* GenAI fields, filled by the protocol filters (src/filter.h) */
+    tap_gen_t    gen;
+    unsigned     analysed:1;           /* a protocol filter looked at it */
     double       ttft_ms;              /* < 0 when unknown */
     double       tpot_ms;
-    uint64_t     prompt_hash;
-    uint64_t     params_hash;
-    uint64_t     completion_hash;
-    unsigned     has_prompt_hash:1;
-    unsigned     has_params_hash:1;
-    unsigned     has_completion_hash:1;
-    const char  *finish_reason;
-    const char  *confidence_json;      /* a JSON object, or NULL */
+    double       itl_max_ms;           /* longest gap between token events */
 } tap_exchange_t;
 
 
@@ -73,12 +65,10 @@ static inline void
 tap_exchange_init(tap_exchange_t *ex)
 {
     *ex = (tap_exchange_t) { 0 };
-    ex->stream = TAP_EX_UNSET;
-    ex->prompt_tokens = TAP_EX_UNSET;
-    ex->completion_tokens = TAP_EX_UNSET;
-    ex->tokens_estimated = TAP_EX_UNSET;
+    tap_gen_init(&ex->gen);
     ex->ttft_ms = -1.0;
     ex->tpot_ms = -1.0;
+    ex->itl_max_ms = -1.0;
 }
 
 #endif /* TAP_EXCHANGE_H */

@@ -26,3 +26,14 @@ libinfertap_a_SOURCES += src/exchange.h src/proxy/proxy.h src/proxy/proxy-int.h 
 	src/proxy/response.c src/proxy/response.h src/proxy/headers.c src/proxy/headers.h \
 	src/proxy/trace.c src/proxy/trace.h src/proxy/accesslog.c src/proxy/accesslog.h \
 	src/proxy/admin.c src/proxy/tls.c src/proxy/health.c src/proxy/io.c
+
+# the filter chain and the filters (filters/)
+libinfertap_a_SOURCES += src/filter.c src/filter.h filters/filters.h filters/registry.c \
+	filters/openai.c
+libinfertap_a_SOURCES += filters/ollama.c filters/tgi.c filters/llamacpp.c filters/kserve.c
+
+# streamed model responses (src/genai/)
+libinfertap_a_SOURCES += src/genai/split.c src/genai/split.h
+
+# protocol-neutral model traffic analysis (src/genai/)
+libinfertap_a_SOURCES += src/genai/genai.c src/genai/genai.h

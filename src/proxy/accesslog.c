@@ -358,6 +358,61 @@ tap_lw_opt_bool(tap_lw_t *w, const char *key, int v)
 }
 
 
+/* A double with 6 significant digits; rare fields only (confidence). */
+static void
+tap_lw_double(tap_lw_t *w, double v)
+{
+    char  buf[32];
+    int   n;
+
+    if (!isfinite(v)) {
+        TAP_LW_LIT(w, "null");
+        return;
+    }
+    n = snprintf(buf, sizeof(buf), "%.6g", v);
+    tap_lw_put(w, buf, (size_t) n);
+}
+
+
+static const char *const  tap_lw_parse_words[] = {
+    NULL, "ok", "too_large", "compressed", "not_json", "cut", "unexpected",
+};
+
+
+static void
+tap_lw_confidence(tap_lw_t *w, const tap_gen_t *g)
+{
+    double  mean, min, ppl;
+    int     lp;
+
+    TAP_LW_LIT(w, ",\"confidence\":");
+    lp = tap_gen_confidence(g, &mean, &min, &ppl);
+    if (!lp && isnan(g->score)) {
+        TAP_LW_LIT(w, "null");
+        return;
+    }
+    TAP_LW_LIT(w, "{");
+    if (lp) {
+        TAP_LW_LIT(w, "\"mean_logprob\":");
+        tap_lw_double(w, mean);
+        TAP_LW_LIT(w, ",\"min_logprob\":");
+        tap_lw_double(w, min);
+        TAP_LW_LIT(w, ",\"perplexity\":");
+        tap_lw_double(w, ppl);
+        TAP_LW_LIT(w, ",\"tokens\":");
+        tap_lw_u64(w, g->lp_count);
+    }
+    if (!isnan(g->score)) {
+        if (lp) {
+            TAP_LW_LIT(w, ",");
+        }
+        TAP_LW_LIT(w, "\"score\":");
+        tap_lw_double(w, g->score);
+    }
+    TAP_LW_LIT(w, "}");
+}
+
+
 /* "2026-11-23T10:00:00.123Z": the part up to the second is kept per thread. */
 static void
 tap_lw_ts(tap_lw_t *w, int64_t wall_ms)
@@ -390,9 +445,11 @@ tap_lw_ts(tap_lw_t *w, int64_t wall_ms)
 void
 tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
 {
-    tap_lw_t  w;
-    char      hex[33];
-    int64_t   end, dur_ns, up_ns;
+    tap_lw_t         w;
+    const tap_gen_t *g;
+    char             hex[33];
+    char             reasons[TAP_GEN_MAX_CHOICES * 25];
+    int64_t          end, dur_ns, up_ns;
 
     w.out = out;
     w.p = w.buf;
@@ -426,13 +483,21 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     TAP_LW_LIT(&w, ",\"status\":");
     tap_lw_u64(&w, (uint64_t) (ex->status > 0 ? ex->status : 0));
     tap_lw_opt_str(&w, "upstream", ex->upstream[0] ? ex->upstream : NULL);
-    tap_lw_opt_str(&w, "model", ex->model);
-    tap_lw_opt_bool(&w, "stream", ex->stream);
-    tap_lw_opt_int(&w, "prompt_tokens", ex->prompt_tokens);
-    tap_lw_opt_int(&w, "completion_tokens", ex->completion_tokens);
-    tap_lw_opt_bool(&w, "tokens_estimated", ex->tokens_estimated);
+    g = &ex->gen;
+    tap_lw_opt_str(&w, "provider", g->provider);
+    tap_lw_opt_str(&w, "operation", g->operation);
+    tap_lw_opt_str(&w, "model", g->model[0] ? g->model
+                                 : g->response_model[0] ? g->response_model : NULL);
+    tap_lw_opt_str(&w, "response_model", g->response_model[0] ? g->response_model : NULL);
+    tap_lw_opt_str(&w, "response_id", g->response_id[0] ? g->response_id : NULL);
+    tap_lw_opt_bool(&w, "stream", g->stream);
+    tap_lw_opt_int(&w, "prompt_tokens", g->prompt_tokens);
+    tap_lw_opt_int(&w, "completion_tokens", g->completion_tokens);
+    tap_lw_opt_int(&w, "cached_tokens", g->cached_tokens);
+    tap_lw_opt_bool(&w, "tokens_estimated", g->tokens_estimated);
     tap_lw_opt_ms(&w, "ttft_ms", ex->ttft_ms);
     tap_lw_opt_ms(&w, "tpot_ms", ex->tpot_ms);
+    tap_lw_opt_ms(&w, "itl_max_ms", ex->itl_max_ms);
     TAP_LW_LIT(&w, ",\"duration_ms\":");
     tap_lw_ms(&w, (uint64_t) (dur_ns + 500) / 1000);
     TAP_LW_LIT(&w, ",\"upstream_ms\":");
@@ -441,18 +506,20 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     } else {
         TAP_LW_LIT(&w, "null");
     }
+    tap_lw_opt_ms(&w, "upstream_ttfb_ms",
+        ex->upstream_first_byte > ex->upstream_start && ex->upstream_start > 0
+        ? (double) (ex->upstream_first_byte - ex->upstream_start) / 1e6 : -1.0);
     TAP_LW_LIT(&w, ",\"overhead_us\":");
     tap_lw_u64(&w, (uint64_t) (dur_ns - up_ns) / 1000);
-    tap_lw_opt_hash(&w, "prompt_hash", ex->has_prompt_hash, ex->prompt_hash);
-    tap_lw_opt_hash(&w, "params_hash", ex->has_params_hash, ex->params_hash);
-    tap_lw_opt_hash(&w, "completion_hash", ex->has_completion_hash, ex->completion_hash);
-    tap_lw_opt_str(&w, "finish_reason", ex->finish_reason);
-    TAP_LW_LIT(&w, ",\"confidence\":");
-    if (ex->confidence_json != NULL) {
-        tap_lw_put(&w, ex->confidence_json, strlen(ex->confidence_json));
-    } else {
-        TAP_LW_LIT(&w, "null");
-    }
+    tap_lw_opt_hash(&w, "prompt_hash", g->has_prompt_hash, g->prompt_hash);
+    tap_lw_opt_hash(&w, "params_hash", g->has_params_hash, g->params_hash);
+    tap_lw_opt_hash(&w, "prefix_hash", g->has_prefix_hash, g->prefix_hash);
+    tap_lw_opt_hash(&w, "completion_hash", g->has_completion_hash, g->completion_hash);
+    tap_lw_opt_str(&w, "finish_reason", tap_gen_finish_reasons(g, reasons, sizeof(reasons)));
+    tap_lw_confidence(&w, g);
+    tap_lw_opt_str(&w, "request_parse", tap_lw_parse_words[g->req_parse]);
+    tap_lw_opt_str(&w, "response_parse", tap_lw_parse_words[g->resp_parse]);
+    tap_lw_opt_str(&w, "upstream_error", g->error_type[0] ? g->error_type : NULL);
     tap_lw_opt_str(&w, "error", ex->error);
     TAP_LW_LIT(&w, ",\"bytes_in\":");
     tap_lw_u64(&w, ex->bytes_in);

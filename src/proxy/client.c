@@ -168,8 +168,8 @@ tap_txn_build_head(tap_txn_t *t)
     if (dc->rp.chunked) {
         evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
     } else if (dc->rp.has_cl) {
-        evbuffer_add_printf(b, "Content-Length: %llu\r\n",
-            (unsigned long long) dc->rp.content_length);
+        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)
+            (t->rewritten ? t->body_len : dc->rp.content_length));
     }
     evbuffer_add(b, "\r\n", 2);
     TAP_UNUSED(nxff);
@@ -321,7 +321,10 @@ tap_txn_flush_body(tap_txn_t *t)
     size_t            n;
 
     if (t->uc == NULL || !t->uc->connected) {
-        if (evbuffer_get_length(t->ubody) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
+        /* a held body is bounded by the capture limit */
+        if (!t->held && evbuffer_get_length(t->ubody) > TAP_PROXY_HIGH_WATER
+            && !dc->read_blocked)
+        {
             dc->read_blocked = 1;
             tap_rd_disable(&dc->rd);
         }
@@ -495,6 +498,32 @@ tap_txn_rs_first_byte(void *ctx)
 }
 
 
+/* Tells the filters about the response head: its type and coding. */
+static void
+tap_txn_analyse_head(tap_txn_t *t)
+{
+    tap_hlist_t  *hl = &t->dc->rsp.hl;
+    const char   *ct = NULL, *ce;
+    size_t        ctlen = 0, celen;
+    int           h, encoded = 0;
+
+    h = tap_hlist_find(hl, "content-type", 0);
+    if (h >= 0) {
+        ct = tap_hlist_value(hl, (unsigned) h);
+        ctlen = hl->h[h].vlen;
+        tap_trim(&ct, &ctlen);
+    }
+    h = tap_hlist_find(hl, "content-encoding", 0);
+    if (h >= 0) {
+        ce = tap_hlist_value(hl, (unsigned) h);
+        celen = hl->h[h].vlen;
+        tap_trim(&ce, &celen);
+        encoded = !(celen == 0 || tap_name_eq(ce, celen, "identity"));
+    }
+    tap_fx_response_head(t->fx, t->ex.status, ct, ctlen, encoded, t->resp_chunked);
+}
+
+
 static int
 tap_txn_rs_head(void *ctx)
 {
@@ -567,6 +596,10 @@ tap_txn_rs_head(void *ctx)
     }
     evbuffer_add(out, "\r\n", 2);
     t->resp_started = 1;
+
+    if (t->fx != NULL && !bodyless) {
+        tap_txn_analyse_head(t);
+    }
     return TAP_OK;
 }
 
@@ -578,20 +611,38 @@ tap_txn_rs_head(void *ctx)
  * size line and CRLF, so the socket gets one piece per event.  The output is
  * sent at the end of the read (tap_uconn_on_read).
  */
-static int
-tap_txn_rs_body(void *ctx, const char *p, size_t len)
+void
+tap_txn_client_write(void *ctx, const char *p, size_t len)
 {
     tap_txn_t        *t = ctx;
     struct evbuffer  *out = bufferevent_get_output(t->dc->bev);
 
     t->ex.bytes_out += len;
     if (!t->resp_chunked) {
-        return evbuffer_add(out, p, len) == 0 ? TAP_OK : TAP_ERROR;
+        evbuffer_add(out, p, len);
+        return;
     }
     tap_chunk_size(out, len);
-    if (evbuffer_add(out, p, len) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
-        return TAP_ERROR;
+    evbuffer_add(out, p, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+
+static int
+tap_txn_rs_body(void *ctx, const char *p, size_t len)
+{
+    tap_txn_t  *t = ctx;
+
+    if (t->fx == NULL) {
+        tap_txn_client_write(t, p, len);
+        return TAP_OK;
     }
+    if (t->fx->strip) {
+        tap_fx_response_data(t->fx, p, len, tap_txn_client_write, t);
+        return TAP_OK;
+    }
+    tap_txn_client_write(t, p, len);
+    tap_fx_response_data(t->fx, p, len, NULL, NULL);
     return TAP_OK;
 }
 
@@ -599,11 +650,17 @@ tap_txn_rs_body(void *ctx, const char *p, size_t len)
 static void
 tap_txn_response_done(tap_txn_t *t)
 {
+    if (t->fx != NULL && t->fx->strip) {
+        tap_txn_analyse_end(t, 0);     /* hands over the bytes it still holds */
+    }
     if (t->resp_chunked) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
     }
     tap_bev_send(t->dc->bev);
     t->ex.last_byte = tap_now_ns();
+    if (t->fx != NULL) {
+        tap_txn_analyse_end(t, 0);
+    }
     tap_txn_complete(t);
 }
 

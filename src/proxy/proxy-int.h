@@ -26,6 +26,7 @@
 #include <event2/listener.h>
 
 #include "exchange.h"
+#include "filter.h"
 #include "tap_core.h"
 #include "proxy/accesslog.h"
 #include "proxy/request.h"
@@ -139,6 +140,8 @@ struct tap_txn_s {
     struct evbuffer  *uhead;           /* request head for upstream, kept for retries */
     struct evbuffer  *ubody;           /* body bytes not yet handed to a connection */
     char             *path;
+    tap_fx_t         *fx;              /* filter chain, NULL when no filter applies */
+    uint64_t          body_len;        /* Content-Length sent upstream when rewritten */
     tap_uphase_e      uphase;
     unsigned          has_body:1;
     unsigned          req_done:1;      /* the whole request was received */
@@ -151,6 +154,10 @@ struct tap_txn_s {
     unsigned          head_req:1;
     unsigned          expect_continue:1;
     unsigned          fresh_only:1;    /* next attempt must not use the pool */
+    unsigned          held:1;          /* body held until complete: filters may rewrite it */
+    unsigned          rewritten:1;     /* ... and they did */
+    unsigned          fx_req:1;        /* request-end filters still to run */
+    unsigned          fx_done:1;       /* the chain completed */
 };
 
 struct tap_dconn_s {
@@ -243,6 +250,8 @@ void tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const cha
 void tap_txn_complete(tap_txn_t *t);
 void tap_txn_truncate(tap_txn_t *t, const char *why);
 void tap_dconn_read_unblock(tap_dconn_t *dc);
+void tap_txn_analyse_request(tap_txn_t *t);
+void tap_txn_analyse_end(tap_txn_t *t, int cut);
 
 /* io.c */
 void tap_rd_init(tap_rd_t *rd, struct bufferevent *bev);
@@ -261,6 +270,7 @@ void tap_txn_upstream_start(tap_txn_t *t);
 void tap_txn_flush_body(tap_txn_t *t);
 void tap_txn_upstream_drop(tap_txn_t *t);
 void tap_txn_client_drained(tap_txn_t *t);
+void tap_txn_client_write(void *ctx, const char *p, size_t len);
 void tap_uconn_on_utimer(evutil_socket_t fd, short what, void *arg);
 
 /* upstream.c */

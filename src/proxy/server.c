@@ -328,6 +328,10 @@ tap_txn_finish(tap_txn_t *t)
     if (t->ex.last_byte == 0) {
         t->ex.last_byte = tap_now_ns();
     }
+    if (t->fx != NULL) {
+        tap_txn_analyse_request(t);
+        tap_txn_analyse_end(t, t->resp_started && !t->resp_done);
+    }
     cls = (t->ex.status >= 100 && t->ex.status < 600) ? (unsigned) t->ex.status / 100 : 0;
     TAP_STAT_ADD(w->st.requests[cls], 1);
     if (tap_alog_write(&w->log, &t->ex) != TAP_OK) {
@@ -335,6 +339,8 @@ tap_txn_finish(tap_txn_t *t)
     }
 
     dc->txn = NULL;
+    tap_fx_free(t->fx);
+    tap_gen_cleanup(&t->ex.gen);
     evbuffer_free(t->uhead);
     evbuffer_free(t->ubody);
     free(t->path);
@@ -559,7 +565,8 @@ tap_txn_trace(tap_txn_t *t)
 static void
 tap_txn_on_head(tap_txn_t *t)
 {
-    tap_reqp_t  *rp = &t->dc->rp;
+    tap_reqp_t             *rp = &t->dc->rp;
+    const tap_psettings_t  *ps = t->dc->w->ps;
 
     tap_txn_fill_request(t);
     tap_txn_request_id(t);
@@ -567,7 +574,66 @@ tap_txn_on_head(tap_txn_t *t)
     t->has_body = rp->chunked || (rp->has_cl && rp->content_length > 0);
     t->head_req = llhttp_get_method(&rp->parser) == HTTP_HEAD;
     t->expect_continue = rp->expect_continue && t->has_body;
+
+    if (ps->fconf.nroutes > 0 && t->path != NULL) {
+        t->fx = tap_fx_begin(&ps->fconf, &t->ex, t->ex.method, t->path, t->ex.path_len);
+    }
+    if (t->fx != NULL && t->fx->want_hold && rp->has_cl && !rp->chunked
+        && rp->content_length > 0 && rp->content_length <= ps->fconf.capture)
+    {
+        /* small enough to wait for: the head goes once the body is in */
+        t->held = 1;
+        t->fx->can_rewrite = 1;
+        if (t->expect_continue) {
+            evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n",
+                25);
+            tap_bev_send(t->dc->bev);
+            t->expect_continue = 0;
+        }
+        return;
+    }
     tap_txn_build_head(t);
+}
+
+
+/*
+ * The request is complete: the filters read its body.  A held body may come
+ * back rewritten; its head is built only now.  Otherwise this runs after the
+ * body went upstream, so the parsing never delays it.
+ */
+void
+tap_txn_analyse_request(tap_txn_t *t)
+{
+    struct evbuffer  *b = t->ubody;
+    size_t            len;
+
+    if (!t->fx_req) {
+        return;
+    }
+    t->fx_req = 0;
+    if (!t->held) {
+        tap_fx_request_end(t->fx, NULL, 0);
+        return;
+    }
+    len = evbuffer_get_length(b);
+    if (tap_fx_request_end(t->fx, (const char *) evbuffer_pullup(b, -1), len)) {
+        evbuffer_drain(b, len);
+        evbuffer_add(b, t->fx->new_body, t->fx->new_len);
+        t->body_len = t->fx->new_len;
+        t->rewritten = 1;
+    }
+}
+
+
+/* The response is over (cut: before its end): the filters finish the record. */
+void
+tap_txn_analyse_end(tap_txn_t *t, int cut)
+{
+    if (t->fx_done) {
+        return;
+    }
+    t->fx_done = 1;
+    tap_fx_complete(t->fx, cut, tap_txn_client_write, t);
 }
 
 
@@ -604,6 +670,9 @@ tap_dconn_rq_body(void *ctx, const char *p, size_t len)
     tap_txn_t    *t = dc->txn;
 
     t->ex.bytes_in += len;
+    if (t->fx != NULL && !t->held) {
+        tap_fx_request_data(t->fx, p, len);
+    }
     return evbuffer_add(t->ubody, p, len) == 0 ? TAP_OK : TAP_ERROR;
 }
 
@@ -644,6 +713,9 @@ tap_dconn_request_done(tap_dconn_t *dc)
     t->req_done = 1;
     t->ex.t_req = tap_now_ns();
     tap_dconn_set_phase(dc, TAP_DPHASE_NONE);
+    if (t->fx != NULL) {
+        t->fx_req = 1;
+    }
 }
 
 
@@ -698,11 +770,19 @@ tap_dconn_process_input(tap_dconn_t *dc)
                 tap_dconn_set_phase(dc, TAP_DPHASE_BODY);
                 zero = 1;
             }
-            tap_txn_upstream_start(t);
+            if (!t->held) {
+                tap_txn_upstream_start(t);
+            }
             continue;
         }
 
         tap_dconn_request_done(dc);
+        if (t->held) {
+            tap_txn_analyse_request(t);
+            tap_txn_build_head(t);
+            tap_txn_upstream_start(t);     /* may finish t: the loop ends on rp_paused */
+            continue;
+        }
         tap_txn_flush_body(t);
     }
 
@@ -739,6 +819,9 @@ tap_dconn_process(tap_dconn_t *dc)
         {
             tap_dconn_read_unblock(dc);
         }
+    }
+    if (!dc->dead && (t = dc->txn) != NULL && t->fx_req) {
+        tap_txn_analyse_request(t);
     }
 }
 

@@ -155,6 +155,7 @@ int
 tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
 {
     size_t  i;
+    char   *filters;
 
     tap_psettings_defaults(s);
     *err = NULL;
@@ -229,6 +230,15 @@ tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **
     s->up_sni = tap_opt(cf->upstream_tls.sni);
     s->up_cert = tap_opt(cf->upstream_tls.cert);
     s->up_key = tap_opt(cf->upstream_tls.key);
+
+    filters = strcmp(cf->filters, "off") == 0 ? NULL : cf->filters;
+    if (tap_fconf_build(&s->fconf, &filters, filters != NULL, cf->routes.items, cf->routes.n,
+            cf->scores.items, cf->scores.n, (size_t) cf->limits.capture_bytes, cf->inject_usage,
+            err) != TAP_OK)
+    {
+        goto failed;
+    }
+    s->has_fconf = 1;
     return TAP_OK;
 
 failed:
@@ -249,6 +259,10 @@ tap_psettings_cleanup(tap_psettings_t *s)
     }
     free(s->listen);
     free(s->servers);
+    if (s->has_fconf) {
+        tap_fconf_cleanup(&s->fconf);
+        s->has_fconf = 0;
+    }
     s->listen = NULL;
     s->servers = NULL;
     s->nlisten = s->nservers = 0;

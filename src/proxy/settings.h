@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "filter.h"
+
 struct tap_conf_s;
 
 typedef enum {
@@ -75,6 +77,9 @@ typedef struct tap_psettings_s {
     const char    *up_sni;                 /* NULL: each server's host */
     const char    *up_cert;                /* client certificate (mutual TLS) */
     const char    *up_key;
+
+    tap_fconf_t    fconf;                  /* filters, routes, scores */
+    unsigned       has_fconf:1;
 } tap_psettings_t;
 
 

@@ -3,7 +3,9 @@
 # `make check`; with --enable-fuzzing it is a libFuzzer binary and
 # `make fuzz-check` runs each for FUZZ_SECONDS (tests/run-test.sh).
 
-FUZZ_TESTS = tests/fuzz/fuzz_sim_request tests/fuzz/fuzz_request tests/fuzz/fuzz_response
+FUZZ_TESTS = tests/fuzz/fuzz_sim_request tests/fuzz/fuzz_request tests/fuzz/fuzz_response \
+	tests/fuzz/fuzz_sse tests/fuzz/fuzz_ndjson
+FUZZ_TESTS += tests/fuzz/fuzz_filters_native tests/fuzz/fuzz_filters_openai
 check_PROGRAMS += $(FUZZ_TESTS)
 TESTS += $(FUZZ_TESTS)
 EXTRA_DIST += tests/fuzz/corpus tests/run-test.sh
@@ -28,6 +30,22 @@ tests_fuzz_fuzz_request_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
 tests_fuzz_fuzz_response_SOURCES = tests/fuzz/fuzz_response.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_response_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_response_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_sse_SOURCES = tests/fuzz/fuzz_sse.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_sse_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_sse_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_ndjson_SOURCES = tests/fuzz/fuzz_ndjson.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_ndjson_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_ndjson_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_filters_native_SOURCES = tests/fuzz/fuzz_filters_native.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_filters_native_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_filters_native_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_filters_openai_SOURCES = tests/fuzz/fuzz_filters_openai.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_filters_openai_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_filters_openai_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
 
 fuzz-check:
 	TAP_FUZZING=1 $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(FUZZ_TESTS)"

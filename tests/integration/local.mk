@@ -39,3 +39,11 @@ EXTRA_DIST += tests/integration/proxy_health.mjs
 # the command line and configuration checks
 TESTS += tests/integration/conf_cli.mjs
 EXTRA_DIST += tests/integration/conf_cli.mjs
+
+# what the filters learn from OpenAI traffic
+TESTS += tests/integration/filters_openai.mjs
+EXTRA_DIST += tests/integration/filters_openai.mjs
+
+# what the simulator sent for each request (/sim/generations)
+TESTS += tests/integration/sim_generations.mjs
+EXTRA_DIST += tests/integration/sim_generations.mjs

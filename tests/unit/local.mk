@@ -18,3 +18,28 @@ TESTS += tests/unit/test_trace
 tests_unit_test_trace_SOURCES = tests/unit/test_trace.c
 tests_unit_test_trace_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_trace_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_split
+TESTS += tests/unit/test_split
+tests_unit_test_split_SOURCES = tests/unit/test_split.c
+tests_unit_test_split_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_split_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_genai
+TESTS += tests/unit/test_genai
+tests_unit_test_genai_SOURCES = tests/unit/test_genai.c
+tests_unit_test_genai_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_genai_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_filters_openai
+TESTS += tests/unit/test_filters_openai
+tests_unit_test_filters_openai_SOURCES = tests/unit/test_filters_openai.c
+tests_unit_test_filters_openai_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_filters_openai_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_filters_native
+TESTS += tests/unit/test_filters_native
+tests_unit_test_filters_native_SOURCES = tests/unit/test_filters_native.c
+tests_unit_test_filters_native_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_filters_native_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+EXTRA_DIST += tests/data/filters

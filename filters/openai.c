@@ -1,0 +1,565 @@
+/*
+ * openai.c: the OpenAI API, as vLLM, llama.cpp's and Ollama's OpenAI
+ * endpoints and every OpenAI-compatible server speak it.
+ *
+ * Endpoints: chat completions, (legacy) completions and embeddings, under
+ * /v1/ or any prefix ending in /v1/.  Streams are SSE with one
+ * "chat.completion.chunk" (or "text_completion") object per event and a
+ * final "[DONE]".
+ *
+ * Usage injection: a streaming request that did not ask for usage is sent
+ * upstream with stream_options.include_usage set, so token counts come from
+ * the server; the extra usage-only chunk (empty choices, a usage object) is
+ * then removed from what the client receives.  The body is edited in place,
+ * byte for byte: everything the client wrote is kept, only the option is
+ * inserted or its value replaced.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter.h"
+#include "filters/filters.h"
+
+typedef enum {
+    TAP_OAI_CHAT = 0,
+    TAP_OAI_COMPLETIONS,
+    TAP_OAI_EMBEDDINGS,
+} tap_oai_op_e;
+
+typedef struct {
+    tap_oai_op_e  op;
+} tap_oai_t;
+
+static const struct {
+    const char    *suffix;
+    size_t         len;
+    tap_oai_op_e   op;
+    const char    *operation;
+} tap_oai_paths[] = {
+    { "/v1/chat/completions", 20, TAP_OAI_CHAT, "chat" },
+    { "/v1/completions", 15, TAP_OAI_COMPLETIONS, "text_completion" },
+    { "/v1/embeddings", 14, TAP_OAI_EMBEDDINGS, "embeddings" },
+};
+
+
+static int
+tap_oai_match(tap_fx_t *fx)
+{
+    size_t  i;
+
+    if (strcmp(fx->method, "POST") != 0) {
+        return 0;
+    }
+    for (i = 0; i < TAP_NELEMS(tap_oai_paths); i++) {
+        if (fx->path_len >= tap_oai_paths[i].len
+            && memcmp(fx->path + fx->path_len - tap_oai_paths[i].len, tap_oai_paths[i].suffix,
+                   tap_oai_paths[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static void
+tap_oai_request_head(tap_fx_t *fx, void *st)
+{
+    tap_oai_t  *o = st;
+    size_t      i;
+
+    for (i = 0; i < TAP_NELEMS(tap_oai_paths); i++) {
+        if (fx->path_len >= tap_oai_paths[i].len
+            && memcmp(fx->path + fx->path_len - tap_oai_paths[i].len, tap_oai_paths[i].suffix,
+                   tap_oai_paths[i].len) == 0)
+        {
+            o->op = tap_oai_paths[i].op;
+            fx->gen->operation = tap_oai_paths[i].operation;
+            break;
+        }
+    }
+    fx->gen->provider = "openai";
+    fx->want_hold = fx->fc->inject_usage && o->op != TAP_OAI_EMBEDDINGS;
+}
+
+
+/* --- usage injection ------------------------------------------------------------------------ */
+
+
+static size_t
+tap_oai_ws(const char *b, size_t len, size_t i)
+{
+    while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n')) {
+        i++;
+    }
+    return i;
+}
+
+
+/* Skips the string starting at b[i] == '"'; returns the index past it, or 0. */
+static size_t
+tap_oai_skip_string(const char *b, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (b[i] == '\\') {
+            i++;
+        } else if (b[i] == '"') {
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+
+/* Skips one value (already known to be valid JSON); returns the index past it, or 0. */
+static size_t
+tap_oai_skip_value(const char *b, size_t len, size_t i)
+{
+    unsigned  depth = 0;
+
+    do {
+        if (i >= len) {
+            return 0;
+        }
+        switch (b[i]) {
+        case '"':
+            i = tap_oai_skip_string(b, len, i);
+            if (i == 0) {
+                return 0;
+            }
+            continue;
+        case '{':
+        case '[':
+            depth++;
+            i++;
+            continue;
+        case '}':
+        case ']':
+            depth--;
+            i++;
+            continue;
+        default:
+            if (depth == 0) {
+                while (i < len && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' '
+                       && b[i] != '\t' && b[i] != '\r' && b[i] != '\n')
+                {
+                    i++;
+                }
+                return i;
+            }
+            i++;
+        }
+    } while (depth > 0);
+    return i;
+}
+
+
+/*
+ * Does the JSON string at b[s, e) (quotes included) decode to name?  Only
+ * escapes of ASCII characters can match.
+ */
+static int
+tap_oai_key_is(const char *b, size_t s, size_t e, const char *name)
+{
+    size_t    i = s + 1, k = 0;
+    unsigned  c, d, j;
+
+    while (i < e - 1) {
+        c = (unsigned char) b[i++];
+        if (c == '\\') {
+            if (i >= e - 1) {
+                return 0;
+            }
+            c = (unsigned char) b[i++];
+            if (c == 'u') {
+                if (i + 4 > e - 1) {
+                    return 0;
+                }
+                for (d = 0, j = 0; j < 4; j++) {
+                    c = (unsigned char) b[i + j];
+                    d = d * 16 + (c >= '0' && c <= '9' ? c - '0'
+                                  : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                  : 256);
+                }
+                if (d > 0x7f) {
+                    return 0;
+                }
+                c = d;
+                i += 4;
+            } else if (c != '"' && c != '\\' && c != '/') {
+                return 0;
+            }
+        }
+        if (name[k] == '\0' || (unsigned char) name[k] != c) {
+            return 0;
+        }
+        k++;
+    }
+    return name[k] == '\0';
+}
+
+
+/*
+ * Finds member `name` of the object whose '{' is at b[i]: *vs, *ve get its
+ * value's span (the last one when repeated).  Returns 1 when found, 0 when
+ * not, -1 on a shape it cannot follow.
+ */
+static int
+tap_oai_member(const char *b, size_t len, size_t i, const char *name, size_t *vs, size_t *ve)
+{
+    size_t  ks, ke, s, e;
+    int     found = 0;
+
+    i = tap_oai_ws(b, len, i + 1);
+    if (i < len && b[i] == '}') {
+        return 0;
+    }
+    for ( ;; ) {
+        if (i >= len || b[i] != '"') {
+            return -1;
+        }
+        ks = i;
+        ke = tap_oai_skip_string(b, len, i);
+        if (ke == 0) {
+            return -1;
+        }
+        i = tap_oai_ws(b, len, ke);
+        if (i >= len || b[i] != ':') {
+            return -1;
+        }
+        s = tap_oai_ws(b, len, i + 1);
+        e = tap_oai_skip_value(b, len, s);
+        if (e == 0) {
+            return -1;
+        }
+        if (tap_oai_key_is(b, ks, ke, name)) {
+            *vs = s;
+            *ve = e;
+            found = 1;
+        }
+        i = tap_oai_ws(b, len, e);
+        if (i < len && b[i] == ',') {
+            i = tap_oai_ws(b, len, i + 1);
+            continue;
+        }
+        if (i < len && b[i] == '}') {
+            return found;
+        }
+        return -1;
+    }
+}
+
+
+/* b with [at, at + cut) replaced by ins; malloc'd. */
+static char *
+tap_oai_splice(const char *b, size_t len, size_t at, size_t cut, const char *ins, size_t *outlen)
+{
+    size_t  n = strlen(ins);
+    char   *o;
+
+    o = malloc(len - cut + n);
+    if (o == NULL) {
+        return NULL;
+    }
+    memcpy(o, b, at);
+    memcpy(o + at, ins, n);
+    memcpy(o + at + n, b + at + cut, len - at - cut);
+    *outlen = len - cut + n;
+    return o;
+}
+
+
+char *
+tap_openai_inject_usage(const char *b, size_t len, size_t *outlen)
+{
+    size_t  top, vs, ve, us, ue, k;
+    int     rc;
+
+    top = tap_oai_ws(b, len, 0);
+    if (top >= len || b[top] != '{') {
+        return NULL;
+    }
+    rc = tap_oai_member(b, len, top, "stream_options", &vs, &ve);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == 0) {
+        return tap_oai_splice(b, len, top + 1, 0, "\"stream_options\":{\"include_usage\":true},",
+            outlen);
+    }
+    if (b[vs] != '{') {
+        return tap_oai_splice(b, len, vs, ve - vs, "{\"include_usage\":true}", outlen);
+    }
+    rc = tap_oai_member(b, len, vs, "include_usage", &us, &ue);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == 1) {
+        return tap_oai_splice(b, len, us, ue - us, "true", outlen);
+    }
+    k = tap_oai_ws(b, len, vs + 1);
+    return tap_oai_splice(b, len, vs + 1, 0,
+        b[k] == '}' ? "\"include_usage\":true" : "\"include_usage\":true,", outlen);
+}
+
+
+/* --- request -------------------------------------------------------------------------------- */
+
+
+static void
+tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+{
+    tap_oai_t  *o = st;
+    tap_gen_t  *g = fx->gen;
+    json_t     *v, *so;
+    char       *nb;
+    size_t      nlen;
+    int64_t     i64;
+    int         rc = 0;
+
+    if (json == NULL) {
+        return;
+    }
+    if (!json_is_object(json)) {
+        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
+        return;
+    }
+
+    tap_gen_copy(g->model, json_object_get(json, "model"));
+    v = json_object_get(json, "stream");
+    g->stream = json_is_true(v) ? 1 : 0;
+    so = json_object_get(json, "stream_options");
+    if (g->stream == 1) {
+        g->include_usage = json_is_true(json_object_get(so, "include_usage")) ? 1 : 0;
+    }
+    if (tap_gen_integer(json_object_get(json, "max_completion_tokens"), &i64) == 0
+        || tap_gen_integer(json_object_get(json, "max_tokens"), &i64) == 0)
+    {
+        g->max_tokens = i64;
+    }
+    tap_gen_number(json_object_get(json, "temperature"), &g->temperature);
+    tap_gen_number(json_object_get(json, "top_p"), &g->top_p);
+    tap_gen_number(json_object_get(json, "top_k"), &g->top_k);
+    tap_gen_number(json_object_get(json, "frequency_penalty"), &g->frequency_penalty);
+    tap_gen_number(json_object_get(json, "presence_penalty"), &g->presence_penalty);
+    tap_gen_integer(json_object_get(json, "seed"), &g->seed);
+    tap_gen_integer(json_object_get(json, "n"), &g->n);
+    v = json_object_get(json, "logprobs");
+    if (json_is_boolean(v)) {
+        g->logprobs = json_is_true(v);
+    } else if (tap_gen_integer(v, &i64) == 0) {
+        g->logprobs = 1;                 /* completions: the number of alternatives */
+        g->top_logprobs = i64;
+    }
+    tap_gen_integer(json_object_get(json, "top_logprobs"), &g->top_logprobs);
+    v = json_object_get(json, "tools");
+    if (json_is_array(v)) {
+        g->ntools = (unsigned) json_array_size(v);
+    }
+    tap_gen_hash_params(g, json_object_get(json, "stop"));
+
+    switch (o->op) {
+    case TAP_OAI_CHAT:
+        rc = tap_gen_hash_chat(g, json_object_get(json, "messages"));
+        break;
+    case TAP_OAI_COMPLETIONS:
+        rc = tap_gen_hash_prompt(g, json_object_get(json, "prompt"), NULL);
+        break;
+    case TAP_OAI_EMBEDDINGS:
+        g->stream = 0;
+        rc = tap_gen_hash_prompt(g, json_object_get(json, "input"), NULL);
+        break;
+    }
+    if (rc != 0) {
+        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
+    }
+
+    if (fx->can_rewrite && g->stream == 1 && g->include_usage == 0) {
+        nb = tap_openai_inject_usage(body, len, &nlen);
+        if (nb != NULL) {
+            tap_fx_replace_body(fx, nb, nlen);
+            fx->usage_injected = 1;
+        }
+    }
+}
+
+
+/* --- response ------------------------------------------------------------------------------- */
+
+
+/* Adds the logprobs of one choice; returns how many tokens they cover. */
+static uint64_t
+tap_oai_logprobs(tap_gen_t *g, json_t *lp)
+{
+    json_t    *list, *e;
+    size_t     i;
+    uint64_t   n = 0;
+    double     v;
+
+    list = json_object_get(lp, "content");          /* chat */
+    if (json_is_array(list)) {
+        json_array_foreach(list, i, e) {
+            if (tap_gen_number(json_object_get(e, "logprob"), &v) == 0) {
+                tap_gen_logprob(g, v);
+                n++;
+            }
+        }
+        return n;
+    }
+    list = json_object_get(lp, "token_logprobs");   /* completions */
+    if (json_is_array(list)) {
+        json_array_foreach(list, i, e) {
+            if (tap_gen_number(e, &v) == 0) {
+                tap_gen_logprob(g, v);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+
+/* Text of a choice's tool calls: arguments count as generated tokens. */
+static int
+tap_oai_tool_text(json_t *calls)
+{
+    json_t  *c, *a;
+    size_t   i;
+
+    json_array_foreach(calls, i, c) {
+        a = json_object_get(json_object_get(c, "function"), "arguments");
+        if (json_is_string(a) && json_string_length(a) > 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static void
+tap_oai_choice(tap_fx_t *fx, json_t *c, size_t pos, int whole, int *tokens, uint64_t *counted)
+{
+    tap_gen_t  *g = fx->gen;
+    json_t     *m, *t, *fr;
+    int64_t     idx;
+    unsigned    ci;
+
+    ci = (unsigned) pos;
+    if (tap_gen_integer(json_object_get(c, "index"), &idx) == 0 && idx >= 0 && idx < 1 << 20) {
+        ci = (unsigned) idx;
+    }
+
+    m = json_object_get(c, whole ? "message" : "delta");
+    if (json_is_object(m)) {
+        t = json_object_get(m, "content");
+        if (json_is_string(t)) {
+            tap_gen_text(g, ci, json_string_value(t), json_string_length(t));
+            *tokens |= json_string_length(t) > 0;
+        }
+        t = json_object_get(m, "reasoning_content");
+        if (!json_is_string(t)) {
+            t = json_object_get(m, "reasoning");
+        }
+        if (json_is_string(t) && json_string_length(t) > 0) {
+            g->completion_chars += json_string_length(t);
+            *tokens = 1;
+        }
+        if (tap_oai_tool_text(json_object_get(m, "tool_calls"))) {
+            *tokens = 1;
+        }
+    } else {
+        t = json_object_get(c, "text");                 /* completions */
+        if (json_is_string(t)) {
+            tap_gen_text(g, ci, json_string_value(t), json_string_length(t));
+            *tokens |= json_string_length(t) > 0;
+        }
+    }
+
+    *counted += tap_oai_logprobs(g, json_object_get(c, "logprobs"));
+
+    fr = json_object_get(c, "finish_reason");
+    if (json_is_string(fr)) {
+        tap_gen_finish_reason(g, ci, json_string_value(fr), json_string_length(fr));
+    }
+}
+
+
+static int
+tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
+{
+    tap_oai_t  *o = st;
+    tap_gen_t  *g = fx->gen;
+    json_t     *j = ev->json, *v, *u, *c;
+    size_t      i;
+    int64_t     pt, ct, cached;
+    uint64_t    counted = 0;
+    int         tokens = 0, usage_only;
+
+    TAP_UNUSED(o);
+    if (!json_is_object(j)) {
+        if (ev->json != NULL) {
+            g->resp_parse = TAP_GEN_PARSE_UNEXPECTED;
+        }
+        return TAP_FEV_PASS;
+    }
+
+    v = json_object_get(j, "error");
+    if (v != NULL && !json_is_null(v)) {
+        u = json_object_get(v, "type");
+        if (!json_is_string(u)) {
+            u = json_object_get(v, "code");
+        }
+        if (json_is_string(u)) {
+            tap_gen_error(g, json_string_value(u), json_string_length(u));
+        } else {
+            tap_gen_error(g, "error", 5);
+        }
+        return TAP_FEV_PASS;
+    }
+
+    if (g->response_id[0] == '\0') {
+        tap_gen_copy(g->response_id, json_object_get(j, "id"));
+    }
+    if (g->response_model[0] == '\0') {
+        tap_gen_copy(g->response_model, json_object_get(j, "model"));
+    }
+
+    u = json_object_get(j, "usage");
+    if (json_is_object(u)) {
+        pt = ct = cached = TAP_GEN_UNSET;
+        tap_gen_integer(json_object_get(u, "prompt_tokens"), &pt);
+        tap_gen_integer(json_object_get(u, "completion_tokens"), &ct);
+        tap_gen_integer(json_object_get(json_object_get(u, "prompt_tokens_details"),
+            "cached_tokens"), &cached);
+        tap_gen_usage(g, pt, ct, cached);
+    }
+
+    c = json_object_get(j, "choices");
+    if (json_is_array(c)) {
+        json_array_foreach(c, i, v) {
+            tap_oai_choice(fx, v, i, ev->whole, &tokens, &counted);
+        }
+    }
+    g->counted_tokens += counted;
+    if (!ev->whole && (tokens || counted > 0)) {
+        tap_gen_tokens(g, ev->now, counted > 0 ? counted : 1);
+    }
+
+    usage_only = json_is_object(u) && json_is_array(c) && json_array_size(c) == 0;
+    if (usage_only && fx->usage_injected && !ev->whole) {
+        return TAP_FEV_DROP;
+    }
+    return TAP_FEV_PASS;
+}
+
+
+const tap_filter_t  tap_filter_openai = {
+    .name = "openai",
+    .protocol = 1,
+    .state_size = sizeof(tap_oai_t),
+    .match = tap_oai_match,
+    .request_head = tap_oai_request_head,
+    .request_body = tap_oai_request_body,
+    .response_event = tap_oai_response_event,
+};
