@@ -169,9 +169,10 @@ tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, js
 
 
 /*
- * The largest number of a (possibly nested) data array into *max; returns
- * -1 when an element is not a number or lies outside [0, 1], else the
- * count of numbers seen.
+ * The largest number of a (possibly nested) data array into *max, which
+ * the caller sets to 0 (every value taken is >= 0, and a nested array must
+ * not forget what its siblings held); returns -1 when an element is not a
+ * number or lies outside [0, 1], else the count of numbers seen.
  */
 static int64_t
 tap_kserve_max(json_t *data, double *max, unsigned depth)
@@ -196,7 +197,7 @@ tap_kserve_max(json_t *data, double *max, unsigned depth)
         if (tap_gen_number(e, &v) != 0 || !(v >= 0.0 && v <= 1.0)) {
             return -1;
         }
-        if (n == 0 || v > *max) {
+        if (v > *max) {
             *max = v;
         }
         n++;

@@ -67,6 +67,11 @@ static void tap_hash_obj(XXH3_state_t *st, json_t *obj);
  * first_token, last_token and max_gap are TAP_GEN_UNSET until set:
  * max_gap stays so until a second token event gives a gap.
  */
+const char *const  tap_gen_parse_names[TAP_GEN_PARSE_N] = {
+    NULL, "ok", "too_large", "compressed", "not_json", "cut", "unexpected",
+};
+
+
 void
 tap_gen_init(tap_gen_t *g)
 {

@@ -44,7 +44,11 @@ typedef enum {
     TAP_GEN_PARSE_NOT_JSON,            /* did not parse as JSON */
     TAP_GEN_PARSE_CUT,                 /* the body or stream ended early */
     TAP_GEN_PARSE_UNEXPECTED,          /* JSON, but not the expected shape */
+    TAP_GEN_PARSE_N,
 } tap_gen_parse_e;
+
+/* The outcomes' names, for logs and metrics; [TAP_GEN_PARSE_NONE] is NULL. */
+extern const char *const  tap_gen_parse_names[TAP_GEN_PARSE_N];
 
 typedef struct tap_gen_s {
     /* what was asked */

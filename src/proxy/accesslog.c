@@ -374,11 +374,6 @@ tap_lw_double(tap_lw_t *w, double v)
 }
 
 
-static const char *const  tap_lw_parse_words[] = {
-    NULL, "ok", "too_large", "compressed", "not_json", "cut", "unexpected",
-};
-
-
 static void
 tap_lw_confidence(tap_lw_t *w, const tap_gen_t *g)
 {
@@ -517,8 +512,8 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     tap_lw_opt_hash(&w, "completion_hash", g->has_completion_hash, g->completion_hash);
     tap_lw_opt_str(&w, "finish_reason", tap_gen_finish_reasons(g, reasons, sizeof(reasons)));
     tap_lw_confidence(&w, g);
-    tap_lw_opt_str(&w, "request_parse", tap_lw_parse_words[g->req_parse]);
-    tap_lw_opt_str(&w, "response_parse", tap_lw_parse_words[g->resp_parse]);
+    tap_lw_opt_str(&w, "request_parse", tap_gen_parse_names[g->req_parse]);
+    tap_lw_opt_str(&w, "response_parse", tap_gen_parse_names[g->resp_parse]);
     tap_lw_opt_str(&w, "upstream_error", g->error_type[0] ? g->error_type : NULL);
     tap_lw_opt_str(&w, "error", ex->error);
     TAP_LW_LIT(&w, ",\"bytes_in\":");

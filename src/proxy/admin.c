@@ -72,7 +72,7 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
 {
     static const char *const  classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
     uint64_t                  req[6] = { 0 }, lim[TAP_LIMIT_N] = { 0 }, retries = 0;
-    uint64_t                  accepted = 0;
+    uint64_t                  accepted = 0, parse[2][TAP_GEN_PARSE_N] = { { 0 } };
     int64_t                   active = 0, now_ms = tap_now_ns() / 1000000;
     unsigned                  i, k;
 
@@ -86,6 +86,10 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
             lim[k] += TAP_STAT_GET(st->limits[k]);
         }
         retries += TAP_STAT_GET(st->retries);
+        for (k = 0; k < TAP_GEN_PARSE_N; k++) {
+            parse[0][k] += TAP_STAT_GET(st->parse[0][k]);
+            parse[1][k] += TAP_STAT_GET(st->parse[1][k]);
+        }
         accepted += TAP_STAT_GET(st->accepted);
         active += (int64_t) TAP_STAT_GET(st->active_conns);
         lim[TAP_LIMIT_ACCESS_LOG] += TAP_STAT_GET(px->workers[i].log.dropped);
@@ -127,6 +131,18 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
         "# TYPE infertap_upstream_retries_total counter\n"
         "infertap_upstream_retries_total %llu\n",
         (unsigned long long) retries);
+
+    evbuffer_add_printf(b,
+        "# HELP infertap_bodies_parsed_total Bodies of exchanges a protocol filter read, by "
+        "side and outcome.\n"
+        "# TYPE infertap_bodies_parsed_total counter\n");
+    for (i = 0; i < 2; i++) {
+        for (k = 1; k < TAP_GEN_PARSE_N; k++) {
+            evbuffer_add_printf(b, "infertap_bodies_parsed_total{side=\"%s\",outcome=\"%s\"} "
+                "%llu\n", i == 0 ? "request" : "response", tap_gen_parse_names[k],
+                (unsigned long long) parse[i][k]);
+        }
+    }
 }
 
 

@@ -68,6 +68,7 @@ typedef struct tap_wstats_s {
     uint64_t  requests[6];             /* by status class; [0]: no status */
     uint64_t  limits[TAP_LIMIT_N];
     uint64_t  retries;
+    uint64_t  parse[2][TAP_GEN_PARSE_N];   /* analysed exchanges: [request/response][outcome] */
     uint64_t  active_conns;
     uint64_t  accepted;
 } tap_wstats_t;

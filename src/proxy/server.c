@@ -331,6 +331,10 @@ tap_txn_finish(tap_txn_t *t)
     if (t->fx != NULL) {
         tap_txn_analyse_request(t);
         tap_txn_analyse_end(t, t->resp_started && !t->resp_done);
+        if (t->ex.analysed) {
+            TAP_STAT_ADD(w->st.parse[0][t->ex.gen.req_parse], 1);
+            TAP_STAT_ADD(w->st.parse[1][t->ex.gen.resp_parse], 1);
+        }
     }
     cls = (t->ex.status >= 100 && t->ex.status < 600) ? (unsigned) t->ex.status / 100 : 0;
     TAP_STAT_ADD(w->st.requests[cls], 1);

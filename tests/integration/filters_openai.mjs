@@ -17,7 +17,8 @@ import zlib from 'node:zlib';
 import OpenAI from 'openai';
 
 import {
-    startSim, startProxy, startUpstream, stopAll, getJSON, request, SANITIZED,
+    startSim, startProxy, startUpstream, stopAll, getJSON, request, SANITIZED, metricValue,
+    promtoolCheck,
 } from './lib/harness.mjs';
 
 let sim;
@@ -241,6 +242,13 @@ test('malformed JSON from the client is forwarded and counted as not understood'
         || (await new Promise((res) => setTimeout(res, 200)), px.logs().find((x) => x.request_id === id));
     assert.equal(rec.request_parse, 'not_json');
     assert.equal(rec.model, null);
+    const m = await px.metrics();
+    assert.ok(metricValue(m, 'infertap_bodies_parsed_total',
+        { side: 'request', outcome: 'not_json' }) >= 1, 'counted');
+    assert.ok(metricValue(m, 'infertap_bodies_parsed_total',
+        { side: 'request', outcome: 'ok' }) >= 5);
+    const lint = await promtoolCheck((await px.admin('/metrics')).body);
+    assert.deepEqual(lint.errors, [], 'promtool accepts /metrics');
 });
 
 test('a compressed or non-JSON answer is forwarded untouched and said so', async () => {
@@ -255,6 +263,7 @@ test('a compressed or non-JSON answer is forwarded untouched and said so', async
         res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
         res.end(gz);
     });
+    after(() => up.close());
     const h = await startProxy({ upstreams: [up] });
     const a = await request(`${h.url}/v1/chat/completions`, {
         method: 'POST', body: '{"model":"m","messages":[]}',

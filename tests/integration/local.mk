@@ -44,6 +44,10 @@ EXTRA_DIST += tests/integration/conf_cli.mjs
 TESTS += tests/integration/filters_openai.mjs
 EXTRA_DIST += tests/integration/filters_openai.mjs
 
+# what the filters learn from Ollama, TGI, llama.cpp and KServe traffic
+TESTS += tests/integration/filters_native.mjs
+EXTRA_DIST += tests/integration/filters_native.mjs
+
 # what the simulator sent for each request (/sim/generations)
 TESTS += tests/integration/sim_generations.mjs
 EXTRA_DIST += tests/integration/sim_generations.mjs

@@ -188,6 +188,12 @@ static const tap_t_case_t  tap_t_cases[] = {
       TAP_T_U, TAP_T_U, TAP_T_U, 0, 0, 0, 0, 0.0, 0.521589,
       NAN, NAN, NAN, TAP_T_U, TAP_T_U, TAP_T_U, TAP_T_U },
 
+    /* a [2, 3] tensor: the largest of all rows, not of the last one */
+    { "kserve_nested", "json", "/v2/models/b/infer", "application/json", 200,
+      "kserve", "infer", "b", "b", "x1", 0, NULL, NULL, NULL,
+      TAP_T_U, TAP_T_U, TAP_T_U, 0, 0, 0, 0, 0.0, 0.85,
+      NAN, NAN, NAN, TAP_T_U, TAP_T_U, TAP_T_U, TAP_T_U },
+
     /* logits are not probabilities: no score */
     { "kserve_logits", "json", "/v2/models/bert-sst2/versions/3/infer", "application/json", 200,
       "kserve", "infer", "bert-sst2", "bert-sst2", "42", 0, NULL, NULL, NULL,
