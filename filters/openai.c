@@ -31,54 +31,53 @@ typedef struct {
     tap_oai_op_e  op;
 } tap_oai_t;
 
-static const struct {
+typedef struct {
     const char    *suffix;
     size_t         len;
     tap_oai_op_e   op;
     const char    *operation;
-} tap_oai_paths[] = {
+} tap_oai_path_t;
+
+static const tap_oai_path_t  tap_oai_paths[] = {
     { "/v1/chat/completions", 20, TAP_OAI_CHAT, "chat" },
     { "/v1/completions", 15, TAP_OAI_COMPLETIONS, "text_completion" },
     { "/v1/embeddings", 14, TAP_OAI_EMBEDDINGS, "embeddings" },
 };
 
 
-static int
-tap_oai_match(tap_fx_t *fx)
+/* The endpoint the request's path ends with, or NULL. */
+static const tap_oai_path_t *
+tap_oai_path(const tap_fx_t *fx)
 {
     size_t  i;
 
-    if (strcmp(fx->method, "POST") != 0) {
-        return 0;
-    }
     for (i = 0; i < TAP_NELEMS(tap_oai_paths); i++) {
         if (fx->path_len >= tap_oai_paths[i].len
             && memcmp(fx->path + fx->path_len - tap_oai_paths[i].len, tap_oai_paths[i].suffix,
                    tap_oai_paths[i].len) == 0)
         {
-            return 1;
+            return &tap_oai_paths[i];
         }
     }
-    return 0;
+    return NULL;
+}
+
+
+static int
+tap_oai_match(tap_fx_t *fx)
+{
+    return strcmp(fx->method, "POST") == 0 && tap_oai_path(fx) != NULL;
 }
 
 
 static void
 tap_oai_request_head(tap_fx_t *fx, void *st)
 {
-    tap_oai_t  *o = st;
-    size_t      i;
+    tap_oai_t             *o = st;
+    const tap_oai_path_t  *ep = tap_oai_path(fx);
 
-    for (i = 0; i < TAP_NELEMS(tap_oai_paths); i++) {
-        if (fx->path_len >= tap_oai_paths[i].len
-            && memcmp(fx->path + fx->path_len - tap_oai_paths[i].len, tap_oai_paths[i].suffix,
-                   tap_oai_paths[i].len) == 0)
-        {
-            o->op = tap_oai_paths[i].op;
-            fx->gen->operation = tap_oai_paths[i].operation;
-            break;
-        }
-    }
+    o->op = ep->op;
+    fx->gen->operation = ep->operation;
     fx->gen->provider = "openai";
     fx->want_hold = fx->fc->inject_usage && o->op != TAP_OAI_EMBEDDINGS;
 }

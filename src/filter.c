@@ -351,38 +351,46 @@ tap_fx_begin(const tap_fconf_t *fc, tap_exchange_t *ex, const char *method, cons
 }
 
 
+/* Appends to a growing buffer; returns TAP_ERROR when memory runs out. */
+static int
+tap_fx_append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
+{
+    size_t  c;
+    char   *nb;
+
+    if (*len + n > *cap) {
+        c = *cap ? *cap : 1024;
+        while (c < *len + n) {
+            c *= 2;
+        }
+        nb = realloc(*buf, c);
+        if (nb == NULL) {
+            return TAP_ERROR;
+        }
+        *buf = nb;
+        *cap = c;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    return TAP_OK;
+}
+
+
 /* Appends to the capture buffer, up to the limit. */
 static void
 tap_fx_capture(tap_fx_t *fx, const char *p, size_t len)
 {
-    size_t  cap;
-    char   *nb;
-
     if (fx->body_over || len == 0) {
         return;
     }
-    if (fx->body_len + len > fx->fc->capture) {
+    if (fx->body_len + len > fx->fc->capture
+        || tap_fx_append(&fx->body, &fx->body_len, &fx->body_cap, p, len) != TAP_OK)
+    {
         fx->body_over = 1;
         free(fx->body);
         fx->body = NULL;
         fx->body_len = fx->body_cap = 0;
-        return;
     }
-    if (fx->body_len + len > fx->body_cap) {
-        cap = fx->body_cap ? fx->body_cap : 1024;
-        while (cap < fx->body_len + len) {
-            cap *= 2;
-        }
-        nb = realloc(fx->body, cap);
-        if (nb == NULL) {
-            fx->body_over = 1;
-            return;
-        }
-        fx->body = nb;
-        fx->body_cap = cap;
-    }
-    memcpy(fx->body + fx->body_len, p, len);
-    fx->body_len += len;
 }
 
 
@@ -635,38 +643,21 @@ tap_fx_on_line(void *ctx, const tap_ndjson_line_t *line)
 static void
 tap_fx_hold(tap_fx_t *fx, const char *p, size_t len)
 {
-    size_t  cap;
-    char   *nb;
-
     if (len == 0) {
         return;
     }
-    if (!fx->strip_on || fx->hold_len + len > fx->fc->capture) {
-        /* too long to wait for: forward as it comes from now on */
-        fx->strip_on = 0;
-        if (fx->hold_len > 0) {
-            fx->out(fx->out_ctx, fx->hold, fx->hold_len);
-            fx->hold_len = 0;
-        }
-        fx->out(fx->out_ctx, p, len);
+    if (fx->strip_on && fx->hold_len + len <= fx->fc->capture
+        && tap_fx_append(&fx->hold, &fx->hold_len, &fx->hold_cap, p, len) == TAP_OK)
+    {
         return;
     }
-    if (fx->hold_len + len > fx->hold_cap) {
-        cap = fx->hold_cap ? fx->hold_cap : 1024;
-        while (cap < fx->hold_len + len) {
-            cap *= 2;
-        }
-        nb = realloc(fx->hold, cap);
-        if (nb == NULL) {
-            fx->strip_on = 0;
-            tap_fx_hold(fx, p, len);
-            return;
-        }
-        fx->hold = nb;
-        fx->hold_cap = cap;
+    /* too long to wait for: forward as it comes from now on */
+    fx->strip_on = 0;
+    if (fx->hold_len > 0) {
+        fx->out(fx->out_ctx, fx->hold, fx->hold_len);
+        fx->hold_len = 0;
     }
-    memcpy(fx->hold + fx->hold_len, p, len);
-    fx->hold_len += len;
+    fx->out(fx->out_ctx, p, len);
 }
 
 
