@@ -156,7 +156,7 @@ static const tap_t_case_t  tap_t_sse_cases[] = {
         { NULL, "", "", TAP_T_IN("\xef\xbb\xbf\r\n") },
         { "z", "", "", TAP_T_IN("data: z\n\n") },
     } },
-    { "bom only", TAP_T_IN("\xef\xbb\xbf"), 1024, 0, 0, 0, { { NULL } } },
+    { "bom only", TAP_T_IN("\xef\xbb\xbf"), 1024, 0, 0, 0, { { 0 } } },
     { "cut mid-event", TAP_T_IN("data: a\n\ndata: b"), 1024, 1, 1, 0, {
         { "a", "", "", TAP_T_IN("data: a\n\n") },
     } },
