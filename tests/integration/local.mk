@@ -51,3 +51,7 @@ EXTRA_DIST += tests/integration/filters_native.mjs
 # what the simulator sent for each request (/sim/generations)
 TESTS += tests/integration/sim_generations.mjs
 EXTRA_DIST += tests/integration/sim_generations.mjs
+
+# the OTLP bodies of tests/unit/test_otlp through the official decoder
+TESTS += tests/integration/otlp_decode.mjs
+EXTRA_DIST += tests/integration/otlp_decode.mjs

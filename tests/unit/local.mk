@@ -43,3 +43,12 @@ tests_unit_test_filters_native_SOURCES = tests/unit/test_filters_native.c
 tests_unit_test_filters_native_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_filters_native_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += tests/data/filters
+
+# the OTLP protobuf subset (proto/); also writes the bodies that
+# tests/integration/otlp_decode.mjs decodes with the official decoder
+check_PROGRAMS += tests/unit/test_otlp
+TESTS += tests/unit/test_otlp
+tests_unit_test_otlp_SOURCES = tests/unit/test_otlp.c
+tests_unit_test_otlp_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_otlp_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+CLEANFILES += tests/unit/otlp_traces.bin tests/unit/otlp_metrics.bin tests/unit/otlp_logs.bin
