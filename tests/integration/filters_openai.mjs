@@ -18,7 +18,7 @@ import OpenAI from 'openai';
 
 import {
     startSim, startProxy, startUpstream, stopAll, getJSON, request, SANITIZED, metricValue,
-    promtoolCheck,
+    promtoolCheck, curl,
 } from './lib/harness.mjs';
 
 let sim;
@@ -277,4 +277,55 @@ test('a compressed or non-JSON answer is forwarded untouched and said so', async
     assert.equal(logs[0].response_parse, 'compressed');
     assert.equal(logs[0].request_parse, 'ok');
     assert.equal(logs[1].response_parse, 'not_json');
+});
+
+/* the events of an SSE body, data only */
+function sseDataOf(text) {
+    return text.split(/\r?\n\r?\n/).map((b) => b.trim()).filter((b) => b.startsWith('data:'))
+        .map((b) => b.slice(5).trim());
+}
+
+test('Expect: 100-continue on a held streaming request: answered, injected, stripped', async () => {
+    const id = rid();
+    const body = JSON.stringify({ model: 'sim-model', messages, max_tokens: 4, stream: true });
+    const r = await curl(['-sS', '-N', '-v', '-H', 'content-type: application/json',
+        '-H', 'Expect: 100-continue', '-H', `x-request-id: ${id}`, '--data-binary', body,
+        `${px.url}/v1/chat/completions`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /HTTP\/1\.1 100 Continue/);
+    const events = sseDataOf(r.stdout);
+    assert.equal(events[events.length - 1], '[DONE]');
+    assert.ok(events.slice(0, -1).every((e) => JSON.parse(e).choices.length > 0),
+        'no usage event reaches the client');
+    const { rec, gen } = await records(px, id);
+    sameAsSim(rec, gen);
+});
+
+test('a chunked streaming request is forwarded as it comes, without injection', async () => {
+    const id = rid();
+    const body = JSON.stringify({ model: 'sim-model', messages, max_tokens: 5, stream: true });
+    const r = await curl(['-sS', '-N', '-H', 'content-type: application/json',
+        '-H', 'Transfer-Encoding: chunked', '-H', `x-request-id: ${id}`, '--data-binary', body,
+        `${px.url}/v1/chat/completions`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(sseDataOf(r.stdout).slice(0, -1).every((e) => JSON.parse(e).choices.length > 0));
+    const { rec, gen } = await records(px, id);
+    assert.equal(rec.completion_tokens, 5, 'counted from the stream');
+    assert.equal(rec.tokens_estimated, true, 'no usage: the prompt count is an estimate');
+    assert.equal(rec.completion_hash, gen.text_hash);
+});
+
+test('a body over the capture limit is forwarded untouched and said so', async () => {
+    const h = await startProxy({ upstreams: [sim], args: ['--set', 'limits.capture_bytes=1k'] });
+    const id = rid();
+    const long = [{ role: 'user', content: 'x'.repeat(4000) }];
+    const chunks = await collect(await client(h, { 'x-request-id': id }).chat.completions.create({
+        model: 'sim-model', messages: long, max_tokens: 3, stream: true,
+    }));
+    assert.ok(chunks.length >= 3);
+    const rec = (await h.waitLogs(1)).find((x) => x.request_id === id);
+    assert.equal(rec.request_parse, 'too_large');
+    assert.equal(rec.response_parse, 'ok');
+    assert.equal(rec.completion_tokens, 3);
+    assert.equal(rec.prompt_hash, null);
 });
