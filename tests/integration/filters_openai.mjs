@@ -18,7 +18,7 @@ import OpenAI from 'openai';
 
 import {
     startSim, startProxy, startUpstream, stopAll, getJSON, request, SANITIZED, metricValue,
-    promtoolCheck, curl,
+    promtoolCheck, curl, freePort,
 } from './lib/harness.mjs';
 
 let sim;
@@ -328,4 +328,21 @@ test('a body over the capture limit is forwarded untouched and said so', async (
     assert.equal(rec.response_parse, 'ok');
     assert.equal(rec.completion_tokens, 3);
     assert.equal(rec.prompt_hash, null);
+});
+
+test('a held, rewritten request survives a retry to another upstream', async () => {
+    const dead = await freePort();
+    const h = await startProxy({
+        upstreams: [dead, sim], args: ['--set', 'balance=round_robin'],
+    });
+    for (let i = 0; i < 2; i++) {
+        const id = rid();
+        const chunks = await collect(await client(h, { 'x-request-id': id })
+            .chat.completions.create({ model: 'sim-model', messages, max_tokens: 3, stream: true }));
+        assert.ok(chunks.every((c) => c.choices.length > 0), 'no usage event reaches the SDK');
+        const rec = (await h.waitLogs(i + 1)).find((x) => x.request_id === id);
+        assert.equal(rec.completion_tokens, 3);
+        assert.equal(rec.tokens_estimated, false, 'usage came from the server');
+    }
+    assert.ok(h.logs().some((r) => r.retries === 1), 'one request was retried');
 });
