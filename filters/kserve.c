@@ -138,10 +138,6 @@ tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, js
     if (json == NULL) {
         return;
     }
-    if (!json_is_object(json)) {
-        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
-        return;
-    }
 
     tap_gen_copy(g->model, json_object_get(json, "model_name"));
     tap_gen_copy(g->model, json_object_get(json, "model"));

@@ -106,10 +106,6 @@ tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, 
     if (json == NULL) {
         return;
     }
-    if (!json_is_object(json)) {
-        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
-        return;
-    }
 
     /* the server runs one model; "model" is there when a router needs it */
     tap_gen_copy(g->model, json_object_get(json, "model"));

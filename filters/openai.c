@@ -320,10 +320,6 @@ tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_
     if (json == NULL) {
         return;
     }
-    if (!json_is_object(json)) {
-        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
-        return;
-    }
 
     tap_gen_copy(g->model, json_object_get(json, "model"));
     v = json_object_get(json, "stream");

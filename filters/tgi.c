@@ -155,10 +155,6 @@ tap_tgi_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_
     if (json == NULL) {
         return;
     }
-    if (!json_is_object(json)) {
-        g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
-        return;
-    }
 
     /* TGI serves one model; a "model" field is only there when a router added it */
     tap_gen_copy(g->model, json_object_get(json, "model"));

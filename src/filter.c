@@ -428,6 +428,11 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
     } else if (len > 0) {
         json = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
         g->req_parse = json != NULL ? TAP_GEN_PARSE_OK : TAP_GEN_PARSE_NOT_JSON;
+        if (json != NULL && !json_is_object(json)) {
+            g->req_parse = TAP_GEN_PARSE_UNEXPECTED;   /* every API takes an object */
+            json_decref(json);
+            json = NULL;
+        }
     }
 
     for (i = 0; i < fx->nactive; i++) {

@@ -64,7 +64,8 @@ struct tap_filter_s {
     int   (*match)(tap_fx_t *fx);
 
     void  (*request_head)(tap_fx_t *fx, void *st);
-    /* The request body, complete; json is NULL when it is not JSON or was not kept. */
+    /* The request body, complete; json is the body when it is a JSON object, else NULL
+     * (gen->req_parse says why: not kept, not JSON, or JSON of another shape). */
     void  (*request_body)(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json);
     /* May set fx->frame when the content type does not tell. */
     void  (*response_head)(tap_fx_t *fx, void *st);
