@@ -37,3 +37,8 @@ libinfertap_a_SOURCES += src/genai/split.c src/genai/split.h
 
 # protocol-neutral model traffic analysis (src/genai/)
 libinfertap_a_SOURCES += src/genai/genai.c src/genai/genai.h
+
+# telemetry: OTLP messages, metric registry, exporters (src/telemetry/)
+libinfertap_a_SOURCES += src/telemetry/pb.c src/telemetry/pb.h src/telemetry/metrics.h \
+	src/telemetry/export.h src/telemetry/export.c src/telemetry/metrics.c src/telemetry/telemetry.c src/telemetry/telemetry.h \
+	src/telemetry/spans.c

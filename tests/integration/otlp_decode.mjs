@@ -5,7 +5,9 @@
  * raw bytes, enums as numbers, 64-bit values exactly, packed bucket counts
  * and bounds, sum/min/max present only when set (a sum of 0 included), and
  * typed attributes.  tests/unit/test_otlp --write DIR makes the bodies; the
- * values below are the ones it writes.
+ * values below are the ones it writes.  tests/unit/test_metrics --write DIR
+ * adds two bodies built by the metric registry (src/telemetry/metrics.c):
+ * a cumulative export and a delta one.
  *
  * The decoder of exporter-base 0.51.1 predates Span.flags (16) and
  * LogRecord.event_name (12) and skips them as unknown fields, so those two
@@ -24,6 +26,7 @@ import root from '@opentelemetry/otlp-proto-exporter-base/build/src/generated/ro
 import { BUILDDIR, run } from './lib/harness.mjs';
 
 const OTLP_BIN = path.join(BUILDDIR, 'tests', 'unit', 'test_otlp');
+const METRICS_BIN = path.join(BUILDDIR, 'tests', 'unit', 'test_metrics');
 const pb = root.opentelemetry.proto;
 const T0 = 1700000000000000000n;
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -40,6 +43,8 @@ before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'infertap-otlp-'));
     const r = await run(OTLP_BIN, ['--write', dir]);
     assert.equal(r.code, 0, `${OTLP_BIN} --write: ${r.stderr}`);
+    const m = await run(METRICS_BIN, ['--write', dir]);
+    assert.equal(m.code, 0, `${METRICS_BIN} --write: ${m.stderr}`);
 });
 
 after(() => {
@@ -301,4 +306,87 @@ test('ExportLogsServiceRequest: one event record tied to the span', () => {
     const name = wirePath(buf, [[1, 0], [2, 0], [2, 0]]).filter((f) => f.fn === 12);
     assert.deepEqual(name.map((f) => [f.wt, f.value.toString()]),
         [[2, 'gen_ai.client.inference.operation.details']]);
+});
+
+test('metric registry, cumulative: Sum, Gauge and Histogram points as recorded', () => {
+    const { msg: req } = decode(pb.collector.metrics.v1.ExportMetricsServiceRequest,
+        'metrics_cumulative.bin');
+    const rm = req.resourceMetrics[0];
+    assert.equal(rm.scopeMetrics.length, 1);
+    assert.equal(rm.scopeMetrics[0].scope.name, 'infertap');
+    assert.deepEqual(attrs(rm.resource.attributes)['service.name'], ['stringValue', 'infertap']);
+    const metrics = rm.scopeMetrics[0].metrics;
+    assert.deepEqual(metrics.map((m) => [m.name, m.unit, m.data]), [
+        ['infertap.requests', '{request}', 'sum'],
+        ['infertap.requests.active', '{request}', 'gauge'],
+        ['gen_ai.client.operation.duration', 's', 'histogram'],
+        ['http.client.response.body.size', 'By', 'gauge'],
+    ]);
+    const CUMULATIVE = pb.metrics.v1.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE;
+
+    const sum = metrics[0].sum;
+    assert.equal(sum.aggregationTemporality, CUMULATIVE);
+    assert.equal(sum.isMonotonic, true);
+    assert.deepEqual(sum.dataPoints.map((p) => [p.value, big(p.asInt)]),
+        [['asInt', 3n], ['asInt', 1n]]);
+    assert.equal(big(sum.dataPoints[0].startTimeUnixNano), T0);
+    assert.equal(big(sum.dataPoints[0].timeUnixNano), T0 + 60000000000n);
+    assert.deepEqual(attrs(sum.dataPoints[0].attributes), {
+        'gen_ai.operation.name': ['stringValue', 'chat'],
+        'gen_ai.request.model': ['stringValue', 'm"1\\x\ny'],
+        'server.address': ['stringValue', '10.0.0.1'],
+    });
+    assert.deepEqual(attrs(sum.dataPoints[1].attributes), {
+        'gen_ai.operation.name': ['stringValue', 'embeddings'],
+    });
+
+    assert.equal(big(metrics[1].gauge.dataPoints[0].asInt), 4n);
+    assert.equal(metrics[3].gauge.dataPoints[0].value, 'asDouble');
+    assert.equal(metrics[3].gauge.dataPoints[0].asDouble, 1234.5);
+
+    const h = metrics[2].histogram;
+    assert.equal(h.aggregationTemporality, CUMULATIVE);
+    assert.equal(h.dataPoints.length, 2);
+    const p0 = h.dataPoints[0];
+    assert.deepEqual(p0.explicitBounds, BOUNDS);
+    assert.deepEqual(p0.bucketCounts.map(big), [2n, 1n, 1n, 0n, 1n]);
+    assert.equal(big(p0.count), 5n);
+    assert.equal(p0.sum, 0.1 + 0.3 + 1.0 + 3.0 + 0.05);
+    assert.equal(p0.min, 0.05);
+    assert.equal(p0.max, 3);
+    const p1 = h.dataPoints[1];
+    assert.deepEqual(p1.attributes, []);
+    assert.deepEqual(p1.bucketCounts.map(big), [0n, 0n, 1n, 0n, 0n]);
+    assert.equal(p1.sum, 0.7);
+});
+
+test('metric registry, delta: the changes since the previous export', () => {
+    const { msg: req } = decode(pb.collector.metrics.v1.ExportMetricsServiceRequest,
+        'metrics_delta.bin');
+    const metrics = req.resourceMetrics[0].scopeMetrics[0].metrics;
+    const DELTA = pb.metrics.v1.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA;
+    assert.deepEqual(metrics.map((m) => m.name), [
+        'infertap.requests', 'infertap.requests.active', 'gen_ai.client.operation.duration',
+        'http.client.response.body.size', 'infertap.upstream.errors',
+    ]);
+
+    const sum = metrics[0].sum;
+    assert.equal(sum.aggregationTemporality, DELTA);
+    assert.equal(sum.dataPoints.length, 1);
+    assert.equal(big(sum.dataPoints[0].asInt), 2n);
+    assert.equal(big(sum.dataPoints[0].startTimeUnixNano), T0 + 10000000000n);
+    assert.equal(big(sum.dataPoints[0].timeUnixNano), T0 + 20000000000n);
+    assert.equal(big(metrics[1].gauge.dataPoints[0].asInt), 2n);
+    assert.equal(big(metrics[4].sum.dataPoints[0].asInt), 1n);
+
+    const h = metrics[2].histogram;
+    assert.equal(h.aggregationTemporality, DELTA);
+    assert.equal(h.dataPoints.length, 1);
+    const p = h.dataPoints[0];
+    assert.deepEqual(p.bucketCounts.map(big), [0n, 2n, 0n, 0n, 0n]);
+    assert.equal(big(p.count), 2n);
+    assert.equal(p.sum, 0.2 + 0.4);
+    assert.equal(p.min, 0.2);
+    assert.equal(p.max, 0.4);
+    assert.equal(big(p.startTimeUnixNano), T0 + 10000000000n);
 });

@@ -52,3 +52,18 @@ tests_unit_test_otlp_SOURCES = tests/unit/test_otlp.c
 tests_unit_test_otlp_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_otlp_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
 CLEANFILES += tests/unit/otlp_traces.bin tests/unit/otlp_metrics.bin tests/unit/otlp_logs.bin
+
+# the OTLP/HTTP exporters against an in-process collector (also over TLS)
+check_PROGRAMS += tests/unit/test_export
+TESTS += tests/unit/test_export
+tests_unit_test_export_SOURCES = tests/unit/test_export.c
+tests_unit_test_export_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_export_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+# the metric registry: Prometheus and OpenMetrics text, OTLP points; also
+# writes the bodies that tests/integration/otlp_decode.mjs decodes
+check_PROGRAMS += tests/unit/test_metrics
+TESTS += tests/unit/test_metrics
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_metrics_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)

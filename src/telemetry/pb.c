@@ -1,0 +1,297 @@
+/*
+ * pb.c: the arena and attribute builders behind every OTLP message.
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap_core.h"
+#include "version.h"
+#include "telemetry/pb.h"
+
+#define TAP_ARENA_BLOCK  (64 * 1024)
+
+struct tap_arena_blk_s {
+    tap_arena_blk_t  *next;
+    size_t            size;            /* usable bytes after the header */
+    max_align_t       data[];
+};
+
+
+void
+tap_arena_init(tap_arena_t *a)
+{
+    *a = (tap_arena_t) { 0 };
+}
+
+
+void *
+tap_arena_alloc(tap_arena_t *a, size_t n)
+{
+    tap_arena_blk_t  *b;
+    size_t            size;
+    void             *p;
+
+    n = (n + 15) & ~(size_t) 15;
+    if (a->head == NULL || a->head->size - a->used < n) {
+        size = n > TAP_ARENA_BLOCK ? n : TAP_ARENA_BLOCK;
+        b = malloc(sizeof(tap_arena_blk_t) + size);
+        if (b == NULL) {
+            a->failed = 1;
+            return NULL;
+        }
+        b->size = size;
+        b->next = a->head;
+        a->head = b;
+        a->used = 0;
+        a->total += size;
+    }
+    p = (char *) a->head->data + a->used;
+    a->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+
+char *
+tap_arena_strndup(tap_arena_t *a, const char *s, size_t n)
+{
+    char  *p = tap_arena_alloc(a, n + 1);
+
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+
+char *
+tap_arena_strdup(tap_arena_t *a, const char *s)
+{
+    return tap_arena_strndup(a, s, strlen(s));
+}
+
+
+void
+tap_arena_reset(tap_arena_t *a)
+{
+    tap_arena_blk_t  *b, *next;
+
+    if (a->head == NULL) {
+        return;
+    }
+    /* keep the newest block only when it is a standard one */
+    for (b = a->head->next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->head->next = NULL;
+    if (a->head->size != TAP_ARENA_BLOCK) {
+        free(a->head);
+        a->head = NULL;
+        a->total = 0;
+    } else {
+        a->total = TAP_ARENA_BLOCK;
+    }
+    a->used = 0;
+    a->failed = 0;
+}
+
+
+void
+tap_arena_free(tap_arena_t *a)
+{
+    tap_arena_blk_t  *b, *next;
+
+    for (b = a->head; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+    tap_arena_init(a);
+}
+
+
+void
+tap_attrs_init(tap_attrs_t *at, tap_arena_t *a)
+{
+    *at = (tap_attrs_t) { .a = a };
+}
+
+
+/* A new pair at the end of the list, its value initialised; NULL when out of memory. */
+static tap_pb_any_t *
+tap_attr_new(tap_attrs_t *at, const char *key)
+{
+    tap_pb_kv_t   *kv, **nkv;
+    tap_pb_any_t  *v;
+    size_t         cap;
+
+    if (at->n == at->cap) {
+        cap = at->cap ? at->cap * 2 : 16;
+        nkv = tap_arena_alloc(at->a, cap * sizeof(tap_pb_kv_t *));
+        if (nkv == NULL) {
+            return NULL;
+        }
+        if (at->n > 0) {
+            memcpy(nkv, at->kv, at->n * sizeof(tap_pb_kv_t *));
+        }
+        at->kv = nkv;
+        at->cap = cap;
+    }
+    kv = TAP_ARENA_NEW(at->a, tap_pb_kv_t);
+    v = TAP_ARENA_NEW(at->a, tap_pb_any_t);
+    if (kv == NULL || v == NULL) {
+        return NULL;
+    }
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(v);
+    kv->key = (char *) key;             /* keys are static strings */
+    kv->value = v;
+    at->kv[at->n++] = kv;
+    return v;
+}
+
+
+void
+tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
+{
+    tap_pb_any_t  *v = tap_attr_new(at, key);
+    char          *copy;
+
+    if (v == NULL || (copy = tap_arena_strndup(at->a, s, len)) == NULL) {
+        return;
+    }
+    v->value_case = TAP_PB_ANY(STRING_VALUE);
+    v->string_value = copy;
+}
+
+
+void
+tap_attr_str(tap_attrs_t *at, const char *key, const char *s)
+{
+    tap_attr_strn(at, key, s, strlen(s));
+}
+
+
+void
+tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
+{
+    tap_pb_any_t  *v = tap_attr_new(at, key);
+
+    if (v != NULL) {
+        v->value_case = TAP_PB_ANY(INT_VALUE);
+        v->int_value = i;
+    }
+}
+
+
+void
+tap_attr_double(tap_attrs_t *at, const char *key, double d)
+{
+    tap_pb_any_t  *v = tap_attr_new(at, key);
+
+    if (v != NULL) {
+        v->value_case = TAP_PB_ANY(DOUBLE_VALUE);
+        v->double_value = d;
+    }
+}
+
+
+void
+tap_attr_bool(tap_attrs_t *at, const char *key, int b)
+{
+    tap_pb_any_t  *v = tap_attr_new(at, key);
+
+    if (v != NULL) {
+        v->value_case = TAP_PB_ANY(BOOL_VALUE);
+        v->bool_value = b ? 1 : 0;
+    }
+}
+
+
+void
+tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
+{
+    tap_pb_any_t    *v = tap_attr_new(at, key), **items;
+    tap_pb_array_t  *arr;
+    size_t           i;
+
+    if (v == NULL
+        || (arr = TAP_ARENA_NEW(at->a, tap_pb_array_t)) == NULL
+        || (items = tap_arena_alloc(at->a, (n ? n : 1) * sizeof(tap_pb_any_t *))) == NULL)
+    {
+        return;
+    }
+    opentelemetry__proto__common__v1__array_value__init(arr);
+    for (i = 0; i < n; i++) {
+        items[i] = TAP_ARENA_NEW(at->a, tap_pb_any_t);
+        if (items[i] == NULL) {
+            return;
+        }
+        opentelemetry__proto__common__v1__any_value__init(items[i]);
+        items[i]->value_case = TAP_PB_ANY(STRING_VALUE);
+        items[i]->string_value = tap_arena_strdup(at->a, s[i]);
+        if (items[i]->string_value == NULL) {
+            return;
+        }
+    }
+    arr->values = items;
+    arr->n_values = n;
+    v->value_case = TAP_PB_ANY(ARRAY_VALUE);
+    v->array_value = arr;
+}
+
+
+void
+tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
+{
+    char  buf[17];
+
+    snprintf(buf, sizeof(buf), "%016llx", (unsigned long long) x);
+    tap_attr_strn(at, key, buf, 16);
+}
+
+
+tap_pb_resource_t *
+tap_pb_resource(tap_arena_t *a, const char *service_name, char *const *pairs, size_t npairs)
+{
+    tap_pb_resource_t  *res = TAP_ARENA_NEW(a, tap_pb_resource_t);
+    tap_attrs_t         at;
+    size_t              i;
+
+    if (res == NULL) {
+        return NULL;
+    }
+    opentelemetry__proto__resource__v1__resource__init(res);
+    tap_attrs_init(&at, a);
+    tap_attr_str(&at, "service.name", service_name);
+    for (i = 0; i + 1 < npairs; i += 2) {
+        if (strcmp(pairs[i], "service.name") != 0) {
+            tap_attr_str(&at, pairs[i], pairs[i + 1]);
+        }
+    }
+    tap_attr_str(&at, "telemetry.sdk.name", "infertap");
+    tap_attr_str(&at, "telemetry.sdk.language", "c");
+    tap_attr_str(&at, "telemetry.sdk.version", TAP_VERSION);
+    res->attributes = at.kv;
+    res->n_attributes = at.n;
+    return a->failed ? NULL : res;
+}
+
+
+tap_pb_scope_t *
+tap_pb_scope(tap_arena_t *a)
+{
+    tap_pb_scope_t  *sc = TAP_ARENA_NEW(a, tap_pb_scope_t);
+
+    if (sc != NULL) {
+        opentelemetry__proto__common__v1__instrumentation_scope__init(sc);
+        sc->name = "infertap";
+        sc->version = TAP_VERSION;
+    }
+    return sc;
+}

@@ -1,0 +1,106 @@
+/*
+ * pb.h: building OTLP messages with protobuf-c.
+ *
+ * The messages of one export request (spans, metric points, log records and
+ * every attribute they hold) are allocated from one arena and dropped all at
+ * once after packing: no per-field free, no leak on an error path.  The
+ * generated type names are long; each is spelled once here.
+ *
+ * Attribute values are copied into the arena, so the source (an exchange
+ * record, a label table) may change or go away before the message is packed.
+ */
+
+#ifndef TAP_TELEMETRY_PB_H
+#define TAP_TELEMETRY_PB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otlp_collector_logs.pb-c.h"
+#include "otlp_collector_metrics.pb-c.h"
+#include "otlp_collector_trace.pb-c.h"
+
+typedef Opentelemetry__Proto__Common__V1__AnyValue               tap_pb_any_t;
+typedef Opentelemetry__Proto__Common__V1__ArrayValue             tap_pb_array_t;
+typedef Opentelemetry__Proto__Common__V1__KeyValue               tap_pb_kv_t;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope   tap_pb_scope_t;
+typedef Opentelemetry__Proto__Resource__V1__Resource             tap_pb_resource_t;
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans           tap_pb_rspans_t;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans              tap_pb_sspans_t;
+typedef Opentelemetry__Proto__Trace__V1__Span                    tap_pb_span_t;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event             tap_pb_event_t;
+typedef Opentelemetry__Proto__Trace__V1__Status                  tap_pb_status_t;
+typedef Opentelemetry__Proto__Metrics__V1__ResourceMetrics       tap_pb_rmetrics_t;
+typedef Opentelemetry__Proto__Metrics__V1__ScopeMetrics          tap_pb_smetrics_t;
+typedef Opentelemetry__Proto__Metrics__V1__Metric                tap_pb_metric_t;
+typedef Opentelemetry__Proto__Metrics__V1__Sum                   tap_pb_sum_t;
+typedef Opentelemetry__Proto__Metrics__V1__Gauge                 tap_pb_gauge_t;
+typedef Opentelemetry__Proto__Metrics__V1__Histogram             tap_pb_hist_t;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint       tap_pb_ndp_t;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint    tap_pb_hdp_t;
+typedef Opentelemetry__Proto__Logs__V1__ResourceLogs             tap_pb_rlogs_t;
+typedef Opentelemetry__Proto__Logs__V1__ScopeLogs                tap_pb_slogs_t;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord                tap_pb_log_t;
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest      tap_pb_treq_t;
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest  tap_pb_mreq_t;
+typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest        tap_pb_lreq_t;
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceResponse     tap_pb_tresp_t;
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceResponse tap_pb_mresp_t;
+typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceResponse       tap_pb_lresp_t;
+
+#define TAP_PB_ANY(c)  OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##c
+
+/* A bump allocator: blocks of at least 64 KiB, 16-byte aligned, zeroed. */
+typedef struct tap_arena_blk_s  tap_arena_blk_t;
+
+typedef struct tap_arena_s {
+    tap_arena_blk_t  *head;
+    size_t            used;            /* bytes taken from head */
+    size_t            total;           /* bytes of all blocks, for limits and tests */
+    unsigned          failed:1;        /* an allocation failed since the last reset */
+} tap_arena_t;
+
+void tap_arena_init(tap_arena_t *a);
+/* Zeroed memory, or NULL (and a->failed set) when out of memory. */
+void *tap_arena_alloc(tap_arena_t *a, size_t n);
+char *tap_arena_strndup(tap_arena_t *a, const char *s, size_t n);
+char *tap_arena_strdup(tap_arena_t *a, const char *s);
+/* Keeps one block for the next message, frees the others. */
+void tap_arena_reset(tap_arena_t *a);
+void tap_arena_free(tap_arena_t *a);
+
+#define TAP_ARENA_NEW(a, type)  ((type *) tap_arena_alloc(a, sizeof(type)))
+
+/*
+ * A growing attribute list.  Allocation failures are sticky in the arena
+ * (a->failed): build the whole message, then check once.
+ */
+typedef struct tap_attrs_s {
+    tap_arena_t   *a;
+    tap_pb_kv_t  **kv;
+    size_t         n;
+    size_t         cap;
+} tap_attrs_t;
+
+void tap_attrs_init(tap_attrs_t *at, tap_arena_t *a);
+void tap_attr_str(tap_attrs_t *at, const char *key, const char *v);
+void tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len);
+void tap_attr_int(tap_attrs_t *at, const char *key, int64_t v);
+void tap_attr_double(tap_attrs_t *at, const char *key, double v);
+void tap_attr_bool(tap_attrs_t *at, const char *key, int v);
+void tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *v, size_t n);
+/* 16 lowercase hex digits of v. */
+void tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v);
+
+/*
+ * The resource every request carries: service.name, the telemetry.sdk.*
+ * attributes and `pairs` (key, value, key, value...; from resource_attributes),
+ * where a service.name in pairs yields to service_name.
+ */
+tap_pb_resource_t *tap_pb_resource(tap_arena_t *a, const char *service_name,
+    char *const *pairs, size_t npairs);
+
+/* The instrumentation scope: name "infertap", the package version. */
+tap_pb_scope_t *tap_pb_scope(tap_arena_t *a);
+
+#endif /* TAP_TELEMETRY_PB_H */

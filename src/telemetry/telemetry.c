@@ -1,0 +1,887 @@
+/*
+ * telemetry.c: the telemetry hub on the control thread (see telemetry.h).
+ *
+ * Rings: a worker writes slot head & mask and then publishes head + 1 with a
+ * release store; the control thread reads head with an acquire load, reads
+ * the slots up to it and publishes tail with a release store, which the
+ * worker reads (acquire) to know what it may overwrite.  Slots are large
+ * (an exchange record), so the ring holds few enough to stay small; the
+ * drain timer runs every 10 ms while traffic flows, every 50 ms otherwise,
+ * and /metrics drains before it reads.
+ *
+ * Per exchange the hub records the metrics, then builds the spans (when
+ * kept) and the log record straight into the arena of the current batch:
+ * a batch is packed once, when it holds max_batch items or its delay has
+ * passed, and the body goes to every endpoint of the signal.
+ */
+
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tap_core.h"
+#include "telemetry/telemetry.h"
+
+#define TAP_TEL_FAST_MS       10
+#define TAP_TEL_SLOW_MS       50
+#define TAP_TEL_METRIC_QUEUE  65536
+
+/* Why an exchange's spans were exported, or not. */
+typedef enum {
+    TAP_KEEP_HEAD = 0,
+    TAP_KEEP_ERROR,
+    TAP_KEEP_SLOW,
+    TAP_KEEP_TOKENS,
+    TAP_KEEP_ANOMALY,
+    TAP_KEEP_DROP,
+    TAP_KEEP_N,
+} tap_keep_e;
+
+static const char *const  tap_keep_names[TAP_KEEP_N] = {
+    "head", "tail_error", "tail_slow", "tail_tokens", "tail_anomaly", "dropped",
+};
+
+/* Spans or log records waiting to be packed. */
+typedef struct tap_tel_batch_s {
+    tap_tel_t        *tel;
+    tap_signal_e      signal;
+    tap_arena_t       arena;
+    void            **items;           /* tap_pb_span_t * or tap_pb_log_t * */
+    size_t            n;
+    size_t            cap;             /* max_batch (+1 for the second span of a pair) */
+    unsigned          max;
+    int64_t           delay_ms;
+    struct event     *timer;
+    unsigned          timer_on:1;
+} tap_tel_batch_t;
+
+struct tap_tel_s {
+    struct event_base      *base;
+    const tap_tsettings_t  *ts;
+    tap_tring_t            *rings;
+    unsigned                nrings;
+    struct event           *drain_ev;
+    struct event           *metrics_ev;
+    tap_mreg_t             *reg;
+    void                  (*collect)(tap_mreg_t *r, void *arg);
+    void                   *collect_arg;
+
+    tap_exporter_t        **exp[TAP_SIGNAL_N];
+    size_t                  nexp[TAP_SIGNAL_N];
+    tap_tel_batch_t         traces;
+    tap_tel_batch_t         logs;
+    tap_arena_t             marena;    /* metric exports */
+
+    uint64_t                keep[TAP_KEEP_N];
+    uint64_t                unpacked[TAP_SIGNAL_N];  /* items lost to a failed pack */
+
+    tap_mfam_t             *f_tokens;
+    tap_mfam_t             *f_client_dur;
+    tap_mfam_t             *f_server_dur;
+    tap_mfam_t             *f_ttft;
+    tap_mfam_t             *f_tpot;
+    tap_mfam_t             *f_overhead;
+    tap_mfam_t             *f_logprob;
+    tap_mfam_t             *f_score;
+    tap_mfam_t             *f_sampling;
+    tap_mfam_t             *f_queued;
+    tap_mfam_t             *f_exported;
+    tap_mfam_t             *f_rejected;
+    tap_mfam_t             *f_dropped;
+    tap_mfam_t             *f_failed;
+    tap_mfam_t             *f_retried;
+};
+
+
+/* The metric families of exchanges (OpenTelemetry GenAI semantic conventions v1.41.1). */
+
+static const double  tap_b_tokens[] = {
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+};
+static const double  tap_b_duration[] = {
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+};
+static const double  tap_b_ttft[] = {
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+};
+static const double  tap_b_tpot[] = {
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+};
+static const double  tap_b_overhead[] = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+};
+static const double  tap_b_logprob[] = {
+    -5, -3, -2, -1.5, -1, -0.75, -0.5, -0.25, -0.1, -0.05, -0.01, 0,
+};
+static const double  tap_b_score[] = {
+    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0,
+};
+
+/* Label orders: the first six are shared, the seventh differs. */
+enum { TAP_L_OP = 0, TAP_L_PROVIDER, TAP_L_MODEL, TAP_L_RMODEL, TAP_L_ADDR, TAP_L_PORT, TAP_L_7 };
+
+static const char *const  tap_l_genai[] = {
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
+    "gen_ai.response.model", "server.address", "server.port",
+};
+static const char *const  tap_l_tokens[] = {
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
+    "gen_ai.response.model", "server.address", "server.port", "gen_ai.token.type",
+};
+static const char *const  tap_l_error[] = {
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
+    "gen_ai.response.model", "server.address", "server.port", "error.type",
+};
+static const char *const  tap_l_conf[] = { "gen_ai.provider.name", "gen_ai.request.model" };
+static const char *const  tap_l_decision[] = { "decision" };
+static const char *const  tap_l_export[] = { "signal", "endpoint" };
+
+#define TAP_HIST(n, u, h, b, l, i)                                                              \
+    { n, u, h, TAP_METRIC_HISTOGRAM, i, b, TAP_NELEMS(b), l, TAP_NELEMS(l) }
+#define TAP_COUNTER(n, h, l)                                                                    \
+    { n, "", h, TAP_METRIC_COUNTER, 1, NULL, 0, l, TAP_NELEMS(l) }
+
+static const tap_mfam_def_t  tap_d_tokens = TAP_HIST("gen_ai.client.token.usage", "{token}",
+    "Tokens used per operation, as the model server reported them.", tap_b_tokens,
+    tap_l_tokens, 1);
+static const tap_mfam_def_t  tap_d_client_dur = TAP_HIST("gen_ai.client.operation.duration",
+    "s", "Duration of the call to the model server.", tap_b_duration, tap_l_error, 0);
+static const tap_mfam_def_t  tap_d_server_dur = TAP_HIST("gen_ai.server.request.duration", "s",
+    "Duration of the request through infertap, first byte in to last byte out.",
+    tap_b_duration, tap_l_error, 0);
+static const tap_mfam_def_t  tap_d_ttft = TAP_HIST("gen_ai.server.time_to_first_token", "s",
+    "Time from the end of the request to the first generated token.", tap_b_ttft,
+    tap_l_genai, 0);
+static const tap_mfam_def_t  tap_d_tpot = TAP_HIST("gen_ai.server.time_per_output_token", "s",
+    "Time per output token after the first.", tap_b_tpot, tap_l_genai, 0);
+static const tap_mfam_def_t  tap_d_overhead = {
+    "infertap.proxy.overhead", "s", "Time an exchange spent inside infertap (end to end minus "
+    "the upstream call).", TAP_METRIC_HISTOGRAM, 0, tap_b_overhead, TAP_NELEMS(tap_b_overhead),
+    NULL, 0,
+};
+static const tap_mfam_def_t  tap_d_logprob = TAP_HIST("infertap.confidence.mean_logprob", "",
+    "Mean token log-probability of a completion.", tap_b_logprob, tap_l_conf, 0);
+static const tap_mfam_def_t  tap_d_score = TAP_HIST("infertap.confidence.score", "",
+    "Classifier score read from a response.", tap_b_score, tap_l_conf, 0);
+static const tap_mfam_def_t  tap_d_sampling = TAP_COUNTER("infertap.sampling.decisions",
+    "Exchanges by span sampling decision: head, a tail rule, or dropped.", tap_l_decision);
+static const tap_mfam_def_t  tap_d_queued = {
+    "infertap.telemetry.queued", "", "Items waiting for export, per signal and endpoint.",
+    TAP_METRIC_GAUGE, 1, NULL, 0, tap_l_export, TAP_NELEMS(tap_l_export),
+};
+static const tap_mfam_def_t  tap_d_exported = TAP_COUNTER("infertap.telemetry.exported",
+    "Items an endpoint accepted.", tap_l_export);
+static const tap_mfam_def_t  tap_d_rejected = TAP_COUNTER("infertap.telemetry.rejected",
+    "Items an endpoint refused in a partial success.", tap_l_export);
+static const tap_mfam_def_t  tap_d_dropped = TAP_COUNTER("infertap.telemetry.dropped",
+    "Items never sent: a full queue, or shutdown.  signal=\"exchanges\": finished exchanges "
+    "a worker could not hand over.", tap_l_export);
+static const tap_mfam_def_t  tap_d_failed = TAP_COUNTER("infertap.telemetry.failed",
+    "Items an endpoint refused, or still failing after the last attempt.", tap_l_export);
+static const tap_mfam_def_t  tap_d_retried = TAP_COUNTER("infertap.telemetry.retried",
+    "Items sent again after a retryable failure.", tap_l_export);
+
+
+int
+tap_tring_push(tap_tring_t *r, const tap_exchange_t *ex)
+{
+    uint64_t     head = r->head;
+    tap_trec_t  *rec;
+    size_t       n;
+
+    if (head - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->mask) {
+        __atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
+        return TAP_DECLINED;
+    }
+    rec = &r->slots[head & r->mask];
+    rec->ex = *ex;
+    memset(rec->ex.gen.text, 0, sizeof(rec->ex.gen.text));
+    n = ex->path != NULL ? TAP_MIN(ex->path_len, TAP_TREC_PATH_MAX - 1) : 0;
+    if (n > 0) {
+        memcpy(rec->path, ex->path, n);
+    }
+    rec->path[n] = '\0';
+    rec->ex.path = rec->path;
+    rec->ex.path_len = n;
+    __atomic_store_n(&r->head, head + 1, __ATOMIC_RELEASE);
+    return TAP_OK;
+}
+
+
+static uint64_t
+tap_tel_realtime(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+
+/* Metrics. */
+
+/* "host:port" or "[v6]:port" into address and port. */
+static void
+tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t psize)
+{
+    const char  *colon = strrchr(up, ':');
+    size_t       n;
+
+    host[0] = port[0] = '\0';
+    if (up[0] == '\0' || colon == NULL) {
+        return;
+    }
+    n = (size_t) (colon - up);
+    if (n >= 2 && up[0] == '[' && up[n - 1] == ']') {
+        up++;
+        n -= 2;
+    }
+    snprintf(host, hsize, "%.*s", (int) n, up);
+    snprintf(port, psize, "%s", colon + 1);
+}
+
+
+/* The error.type of an exchange, or NULL when it succeeded. */
+static const char *
+tap_tel_error_type(const tap_exchange_t *ex, char *buf, size_t size)
+{
+    if (ex->error != NULL) {
+        return ex->error;
+    }
+    if (ex->status >= 400) {
+        snprintf(buf, size, "%d", ex->status);
+        return buf;
+    }
+    if (ex->gen.error_type[0] != '\0') {
+        return ex->gen.error_type;
+    }
+    return NULL;
+}
+
+
+static void
+tap_tel_record_metrics(tap_tel_t *tel, const tap_exchange_t *ex)
+{
+    const tap_gen_t  *g = &ex->gen;
+    const char       *v[7];
+    char              host[80], port[8], ebuf[16];
+    const char       *err;
+    int64_t           end, up_ns;
+    double            mean, min, ppl;
+
+    end = ex->last_byte ? ex->last_byte : ex->t0;
+    up_ns = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
+    tap_metric_observe(tel->f_overhead, NULL,
+        (double) ((end > ex->t0 ? end - ex->t0 : 0) - up_ns) / 1e9);
+
+    if (!ex->analysed || g->operation == NULL) {
+        return;
+    }
+
+    tap_tel_split_addr(ex->upstream, host, sizeof(host), port, sizeof(port));
+    err = tap_tel_error_type(ex, ebuf, sizeof(ebuf));
+    v[TAP_L_OP] = g->operation;
+    v[TAP_L_PROVIDER] = g->provider;
+    v[TAP_L_MODEL] = g->model[0] ? g->model : NULL;
+    v[TAP_L_RMODEL] = g->response_model[0] ? g->response_model : NULL;
+    v[TAP_L_ADDR] = host;
+    v[TAP_L_PORT] = port;
+
+    v[TAP_L_7] = err;
+    tap_metric_observe(tel->f_server_dur, v, (double) (end - ex->t0) / 1e9);
+    if (ex->upstream_start) {
+        tap_metric_observe(tel->f_client_dur, v, (double) up_ns / 1e9);
+    }
+
+    /* reported (or counted) tokens only: estimates are not usage */
+    if (g->tokens_estimated != 1) {
+        if (g->prompt_tokens >= 0) {
+            v[TAP_L_7] = "input";
+            tap_metric_observe(tel->f_tokens, v, (double) g->prompt_tokens);
+        }
+        if (g->completion_tokens >= 0) {
+            v[TAP_L_7] = "output";
+            tap_metric_observe(tel->f_tokens, v, (double) g->completion_tokens);
+        }
+    }
+
+    if (err == NULL) {
+        if (ex->ttft_ms >= 0) {
+            tap_metric_observe(tel->f_ttft, v, ex->ttft_ms / 1e3);
+        }
+        if (ex->tpot_ms >= 0) {
+            tap_metric_observe(tel->f_tpot, v, ex->tpot_ms / 1e3);
+        }
+    }
+
+    v[0] = g->provider;
+    v[1] = g->model[0] ? g->model : NULL;
+    if (tap_gen_confidence(g, &mean, &min, &ppl)) {
+        tap_metric_observe(tel->f_logprob, v, mean);
+    }
+    if (!isnan(g->score)) {
+        tap_metric_observe(tel->f_score, v, g->score);
+    }
+}
+
+
+/* Sampling: the head decision, else the first tail rule that holds. */
+static tap_keep_e
+tap_tel_keep(tap_tel_t *tel, const tap_exchange_t *ex)
+{
+    const tap_tsettings_t  *ts = tel->ts;
+    const tap_gen_t        *g = &ex->gen;
+    int64_t                 end, tokens;
+
+    if (ex->trace_flags & 0x01) {
+        return TAP_KEEP_HEAD;
+    }
+    if (ts->tail_errors
+        && (ex->error != NULL || ex->status >= 500 || g->error_type[0] != '\0'))
+    {
+        return TAP_KEEP_ERROR;
+    }
+    end = ex->last_byte ? ex->last_byte : ex->t0;
+    if (ts->tail_slower_than_ms > 0 && end - ex->t0 >= ts->tail_slower_than_ms * 1000000) {
+        return TAP_KEEP_SLOW;
+    }
+    tokens = (g->prompt_tokens > 0 ? g->prompt_tokens : 0)
+             + (g->completion_tokens > 0 ? g->completion_tokens : 0);
+    if (ts->tail_min_tokens > 0 && tokens >= ts->tail_min_tokens) {
+        return TAP_KEEP_TOKENS;
+    }
+    if (ts->tail_anomalies && ex->anomaly) {
+        return TAP_KEEP_ANOMALY;
+    }
+    return TAP_KEEP_DROP;
+}
+
+
+/* Batches. */
+
+static void
+tap_tel_batch_flush(tap_tel_batch_t *b)
+{
+    tap_tel_t          *tel = b->tel;
+    tap_pb_resource_t  *res;
+    tap_pb_scope_t     *scope;
+    tap_body_t         *body = NULL;
+    size_t              i, n = b->n;
+
+    if (b->timer_on) {
+        evtimer_del(b->timer);
+        b->timer_on = 0;
+    }
+    if (n == 0) {
+        tap_arena_reset(&b->arena);
+        return;
+    }
+
+    res = tap_pb_resource(&b->arena, tel->ts->service_name, tel->ts->resource,
+        tel->ts->nresource);
+    scope = tap_pb_scope(&b->arena);
+
+    if (res != NULL && scope != NULL && !b->arena.failed) {
+        if (b->signal == TAP_SIGNAL_TRACES) {
+            tap_pb_treq_t     req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+            tap_pb_rspans_t   rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT, *rsp = &rs;
+            tap_pb_sspans_t   ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT, *ssp = &ss;
+
+            ss.scope = scope;
+            ss.spans = (tap_pb_span_t **) b->items;
+            ss.n_spans = n;
+            rs.resource = res;
+            rs.scope_spans = &ssp;
+            rs.n_scope_spans = 1;
+            req.resource_spans = &rsp;
+            req.n_resource_spans = 1;
+            body = tap_body_pack(&req.base, (unsigned) n, tel->ts->gzip);
+
+        } else {
+            tap_pb_lreq_t     req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
+            tap_pb_rlogs_t    rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT, *rlp = &rl;
+            tap_pb_slogs_t    sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT, *slp = &sl;
+
+            sl.scope = scope;
+            sl.log_records = (tap_pb_log_t **) b->items;
+            sl.n_log_records = n;
+            rl.resource = res;
+            rl.scope_logs = &slp;
+            rl.n_scope_logs = 1;
+            req.resource_logs = &rlp;
+            req.n_resource_logs = 1;
+            body = tap_body_pack(&req.base, (unsigned) n, tel->ts->gzip);
+        }
+    }
+
+    if (body == NULL) {
+        tel->unpacked[b->signal] += n;
+    } else {
+        for (i = 0; i < tel->nexp[b->signal]; i++) {
+            tap_exporter_send(tel->exp[b->signal][i], body);
+        }
+        tap_body_unref(body);
+    }
+
+    b->n = 0;
+    b->items = NULL;
+    b->cap = 0;
+    tap_arena_reset(&b->arena);
+}
+
+
+static void
+tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    tap_tel_batch_t  *b = arg;
+
+    b->timer_on = 0;
+    tap_tel_batch_flush(b);
+}
+
+
+/* Room for n more items in b's array (allocated in its arena). */
+static int
+tap_tel_batch_room(tap_tel_batch_t *b, size_t n)
+{
+    void    **items;
+    size_t    cap;
+
+    if (b->n + n <= b->cap) {
+        return TAP_OK;
+    }
+    cap = b->max + 2;
+    items = tap_arena_alloc(&b->arena, cap * sizeof(void *));
+    if (items == NULL) {
+        return TAP_ERROR;
+    }
+    if (b->n > 0) {
+        memcpy(items, b->items, b->n * sizeof(void *));
+    }
+    b->items = items;
+    b->cap = cap;
+    return TAP_OK;
+}
+
+
+static void
+tap_tel_batch_added(tap_tel_batch_t *b)
+{
+    struct timeval  tv;
+
+    if (b->n >= b->max || b->arena.failed) {
+        tap_tel_batch_flush(b);
+        return;
+    }
+    if (!b->timer_on) {
+        tv.tv_sec = b->delay_ms / 1000;
+        tv.tv_usec = (b->delay_ms % 1000) * 1000;
+        evtimer_add(b->timer, &tv);
+        b->timer_on = 1;
+    }
+}
+
+
+static void
+tap_tel_record(tap_tel_t *tel, const tap_trec_t *r)
+{
+    tap_keep_e      keep;
+    tap_pb_span_t  *spans[2];
+    tap_pb_log_t   *log;
+    size_t          n, i;
+
+    tap_tel_record_metrics(tel, &r->ex);
+
+    keep = tap_tel_keep(tel, &r->ex);
+    tel->keep[keep]++;
+
+    if (keep != TAP_KEEP_DROP && tel->nexp[TAP_SIGNAL_TRACES] > 0
+        && tap_tel_batch_room(&tel->traces, 2) == TAP_OK)
+    {
+        n = tap_tel_spans(&tel->traces.arena, r, spans);
+        for (i = 0; i < n; i++) {
+            tel->traces.items[tel->traces.n++] = spans[i];
+        }
+        tap_tel_batch_added(&tel->traces);
+    }
+
+    if (tel->nexp[TAP_SIGNAL_LOGS] > 0 && tap_tel_batch_room(&tel->logs, 1) == TAP_OK) {
+        log = tap_tel_log(&tel->logs.arena, r);
+        if (log != NULL) {
+            tel->logs.items[tel->logs.n++] = log;
+        }
+        tap_tel_batch_added(&tel->logs);
+    }
+}
+
+
+void
+tap_tel_drain(tap_tel_t *tel)
+{
+    tap_tring_t  *r;
+    uint64_t      head, tail;
+    unsigned      i;
+
+    for (i = 0; i < tel->nrings; i++) {
+        r = &tel->rings[i];
+        head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+        for (tail = r->tail; tail != head; tail++) {
+            tap_tel_record(tel, &r->slots[tail & r->mask]);
+            if (((tail + 1) & 63) == 0) {
+                /* hand slots back as we go, so a busy worker need not wait for all */
+                __atomic_store_n(&r->tail, tail + 1, __ATOMIC_RELEASE);
+            }
+        }
+        __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
+    }
+}
+
+
+static void
+tap_tel_on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    tap_tel_t       *tel = arg;
+    struct timeval   tv = { 0, TAP_TEL_SLOW_MS * 1000 };
+    uint64_t         seen = 0;
+    unsigned         i;
+
+    for (i = 0; i < tel->nrings; i++) {
+        seen += __atomic_load_n(&tel->rings[i].head, __ATOMIC_ACQUIRE) - tel->rings[i].tail;
+    }
+    if (seen > 0) {
+        tap_tel_drain(tel);
+        tv.tv_usec = TAP_TEL_FAST_MS * 1000;
+    }
+    evtimer_add(tel->drain_ev, &tv);
+}
+
+
+/* Collection: values kept elsewhere, copied into the registry before a read. */
+
+static void
+tap_tel_on_collect(tap_mreg_t *reg, void *arg)
+{
+    tap_tel_t           *tel = arg;
+    tap_export_stats_t   st;
+    const char          *v[2];
+    uint64_t             dropped = 0;
+    size_t               s, i;
+
+    for (i = 0; i < TAP_KEEP_N; i++) {
+        v[0] = tap_keep_names[i];
+        tap_metric_set(tel->f_sampling, v, (double) tel->keep[i]);
+    }
+
+    for (i = 0; i < tel->nrings; i++) {
+        dropped += __atomic_load_n(&tel->rings[i].dropped, __ATOMIC_RELAXED);
+    }
+    v[0] = "exchanges";
+    v[1] = NULL;
+    tap_metric_set(tel->f_dropped, v, (double) dropped);
+
+    for (s = 0; s < TAP_SIGNAL_N; s++) {
+        for (i = 0; i < tel->nexp[s]; i++) {
+            tap_exporter_stats(tel->exp[s][i], &st);
+            v[0] = tap_signal_names[s];
+            v[1] = tap_exporter_url(tel->exp[s][i]);
+            tap_metric_set(tel->f_queued, v, (double) st.queued);
+            tap_metric_set(tel->f_exported, v, (double) st.exported);
+            tap_metric_set(tel->f_rejected, v, (double) st.rejected);
+            tap_metric_set(tel->f_dropped, v, (double) (st.dropped + tel->unpacked[s]));
+            tap_metric_set(tel->f_failed, v, (double) st.failed);
+            tap_metric_set(tel->f_retried, v, (double) st.retried);
+        }
+    }
+
+    if (tel->collect != NULL) {
+        tel->collect(reg, tel->collect_arg);
+    }
+}
+
+
+static void
+tap_tel_export_metrics(tap_tel_t *tel)
+{
+    tap_pb_mreq_t       req = OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_SERVICE_REQUEST__INIT;
+    tap_pb_rmetrics_t  *rm;
+    tap_pb_resource_t  *res;
+    tap_body_t         *body;
+    size_t              npoints = 0, i;
+
+    if (tel->nexp[TAP_SIGNAL_METRICS] == 0) {
+        return;
+    }
+    tap_tel_drain(tel);
+    res = tap_pb_resource(&tel->marena, tel->ts->service_name, tel->ts->resource,
+        tel->ts->nresource);
+    rm = res != NULL ? tap_mreg_otlp(tel->reg, &tel->marena, res, tap_tel_realtime(),
+                           tel->ts->delta, &npoints)
+                     : NULL;
+    if (rm != NULL && !tel->marena.failed) {
+        req.resource_metrics = &rm;
+        req.n_resource_metrics = 1;
+        body = tap_body_pack(&req.base, (unsigned) npoints, tel->ts->gzip);
+        if (body != NULL) {
+            for (i = 0; i < tel->nexp[TAP_SIGNAL_METRICS]; i++) {
+                tap_exporter_send(tel->exp[TAP_SIGNAL_METRICS][i], body);
+            }
+            tap_body_unref(body);
+        } else {
+            tel->unpacked[TAP_SIGNAL_METRICS] += npoints;
+        }
+    }
+    tap_arena_reset(&tel->marena);
+}
+
+
+static void
+tap_tel_on_metrics(evutil_socket_t fd, short what, void *arg)
+{
+    tap_tel_export_metrics(arg);
+}
+
+
+void
+tap_tel_on_collect_hook(tap_tel_t *tel, void (*fn)(tap_mreg_t *r, void *arg), void *arg)
+{
+    tel->collect = fn;
+    tel->collect_arg = arg;
+}
+
+
+static int
+tap_tel_batch_init(tap_tel_t *tel, tap_tel_batch_t *b, tap_signal_e sig, unsigned max,
+    int64_t delay_ms)
+{
+    b->tel = tel;
+    b->signal = sig;
+    b->max = max;
+    b->delay_ms = delay_ms;
+    tap_arena_init(&b->arena);
+    b->timer = evtimer_new(tel->base, tap_tel_on_batch_timer, b);
+    return b->timer != NULL ? TAP_OK : TAP_ERROR;
+}
+
+
+tap_tel_t *
+tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings, char **err)
+{
+    tap_tel_t          *tel;
+    tap_export_conf_t   ec;
+    struct timeval      tv;
+    size_t              s, i;
+
+    *err = NULL;
+    tel = calloc(1, sizeof(tap_tel_t));
+    if (tel == NULL) {
+        goto nomem;
+    }
+    tel->base = base;
+    tel->ts = ts;
+    tap_arena_init(&tel->marena);
+
+    tel->nrings = nrings;
+    tel->rings = aligned_alloc(64, sizeof(tap_tring_t) * (nrings ? nrings : 1));
+    if (tel->rings == NULL) {
+        goto nomem;
+    }
+    memset(tel->rings, 0, sizeof(tap_tring_t) * (nrings ? nrings : 1));
+    for (i = 0; i < nrings; i++) {
+        tel->rings[i].mask = ts->queue_size - 1;
+        tel->rings[i].slots = malloc(sizeof(tap_trec_t) * ts->queue_size);
+        if (tel->rings[i].slots == NULL) {
+            goto nomem;
+        }
+    }
+
+    tel->reg = tap_mreg_new(ts->max_label_values, tap_tel_realtime());
+    if (tel->reg == NULL
+        || (tel->f_client_dur = tap_mreg_add(tel->reg, &tap_d_client_dur)) == NULL
+        || (tel->f_tokens = tap_mreg_add(tel->reg, &tap_d_tokens)) == NULL
+        || (tel->f_server_dur = tap_mreg_add(tel->reg, &tap_d_server_dur)) == NULL
+        || (tel->f_ttft = tap_mreg_add(tel->reg, &tap_d_ttft)) == NULL
+        || (tel->f_tpot = tap_mreg_add(tel->reg, &tap_d_tpot)) == NULL
+        || (tel->f_overhead = tap_mreg_add(tel->reg, &tap_d_overhead)) == NULL
+        || (tel->f_logprob = tap_mreg_add(tel->reg, &tap_d_logprob)) == NULL
+        || (tel->f_score = tap_mreg_add(tel->reg, &tap_d_score)) == NULL
+        || (tel->f_sampling = tap_mreg_add(tel->reg, &tap_d_sampling)) == NULL
+        || (tel->f_queued = tap_mreg_add(tel->reg, &tap_d_queued)) == NULL
+        || (tel->f_exported = tap_mreg_add(tel->reg, &tap_d_exported)) == NULL
+        || (tel->f_rejected = tap_mreg_add(tel->reg, &tap_d_rejected)) == NULL
+        || (tel->f_dropped = tap_mreg_add(tel->reg, &tap_d_dropped)) == NULL
+        || (tel->f_failed = tap_mreg_add(tel->reg, &tap_d_failed)) == NULL
+        || (tel->f_retried = tap_mreg_add(tel->reg, &tap_d_retried)) == NULL)
+    {
+        goto nomem;
+    }
+    tap_mreg_on_collect(tel->reg, tap_tel_on_collect, tel);
+
+    for (s = 0; s < TAP_SIGNAL_N; s++) {
+        ec = ts->export;
+        ec.max_queue = s == TAP_SIGNAL_TRACES ? ts->traces_max_queue
+                       : s == TAP_SIGNAL_LOGS ? ts->logs_max_queue : TAP_TEL_METRIC_QUEUE;
+        tel->exp[s] = calloc(ts->nurls[s] ? ts->nurls[s] : 1, sizeof(tap_exporter_t *));
+        if (tel->exp[s] == NULL) {
+            goto nomem;
+        }
+        for (i = 0; i < ts->nurls[s]; i++) {
+            tel->exp[s][i] = tap_exporter_new(base, (tap_signal_e) s, ts->urls[s][i], &ec, err);
+            if (tel->exp[s][i] == NULL) {
+                goto failed;
+            }
+            tel->nexp[s] = i + 1;
+        }
+    }
+
+    if (tap_tel_batch_init(tel, &tel->traces, TAP_SIGNAL_TRACES, ts->traces_max_batch,
+            ts->traces_delay_ms) != TAP_OK
+        || tap_tel_batch_init(tel, &tel->logs, TAP_SIGNAL_LOGS, ts->logs_max_batch,
+            ts->logs_delay_ms) != TAP_OK)
+    {
+        goto nomem;
+    }
+
+    tel->drain_ev = evtimer_new(base, tap_tel_on_drain, tel);
+    tel->metrics_ev = event_new(base, -1, EV_PERSIST, tap_tel_on_metrics, tel);
+    if (tel->drain_ev == NULL || tel->metrics_ev == NULL) {
+        goto nomem;
+    }
+    tv.tv_sec = 0;
+    tv.tv_usec = TAP_TEL_SLOW_MS * 1000;
+    evtimer_add(tel->drain_ev, &tv);
+    if (tel->nexp[TAP_SIGNAL_METRICS] > 0) {
+        tv.tv_sec = ts->metrics_interval_ms / 1000;
+        tv.tv_usec = (ts->metrics_interval_ms % 1000) * 1000;
+        event_add(tel->metrics_ev, &tv);
+    }
+    return tel;
+
+nomem:
+
+    *err = strdup("telemetry: out of memory");
+
+failed:
+
+    tap_tel_shutdown(tel, -1);
+    return NULL;
+}
+
+
+tap_tring_t *
+tap_tel_ring(tap_tel_t *tel, unsigned i)
+{
+    return &tel->rings[i];
+}
+
+
+tap_mreg_t *
+tap_tel_registry(tap_tel_t *tel)
+{
+    return tel->reg;
+}
+
+
+void
+tap_tel_prometheus(tap_tel_t *tel, struct evbuffer *out, int openmetrics)
+{
+    tap_tel_drain(tel);
+    tap_mreg_prometheus(tel->reg, out, openmetrics);
+}
+
+
+static int
+tap_tel_busy(tap_tel_t *tel)
+{
+    size_t  s, i;
+
+    for (s = 0; s < TAP_SIGNAL_N; s++) {
+        for (i = 0; i < tel->nexp[s]; i++) {
+            if (tap_exporter_busy(tel->exp[s][i])) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+
+static void
+tap_tel_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    /* only wakes the loop */
+}
+
+
+void
+tap_tel_shutdown(tap_tel_t *tel, int64_t timeout_ms)
+{
+    struct event    *tick;
+    struct timeval   tv = { 0, 20000 };
+    struct timespec  now;
+    int64_t          deadline, t;
+    size_t           s, i;
+
+    if (tel == NULL) {
+        return;
+    }
+
+    if (timeout_ms >= 0 && tel->reg != NULL) {
+        tap_tel_drain(tel);
+        tap_tel_batch_flush(&tel->traces);
+        tap_tel_batch_flush(&tel->logs);
+        tap_tel_export_metrics(tel);
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        deadline = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 + timeout_ms;
+        tick = event_new(tel->base, -1, EV_PERSIST, tap_tel_on_tick, NULL);
+        if (tick != NULL) {
+            event_add(tick, &tv);
+            for ( ;; ) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                t = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+                if (!tap_tel_busy(tel) || t >= deadline) {
+                    break;
+                }
+                event_base_loop(tel->base, EVLOOP_ONCE);
+            }
+            event_free(tick);
+        }
+    }
+
+    for (s = 0; s < TAP_SIGNAL_N; s++) {
+        for (i = 0; i < tel->nexp[s]; i++) {
+            tap_exporter_free(tel->exp[s][i]);
+        }
+        free(tel->exp[s]);
+    }
+    if (tel->traces.timer != NULL) {
+        event_free(tel->traces.timer);
+    }
+    if (tel->logs.timer != NULL) {
+        event_free(tel->logs.timer);
+    }
+    tap_arena_free(&tel->traces.arena);
+    tap_arena_free(&tel->logs.arena);
+    tap_arena_free(&tel->marena);
+    if (tel->drain_ev != NULL) {
+        event_free(tel->drain_ev);
+    }
+    if (tel->metrics_ev != NULL) {
+        event_free(tel->metrics_ev);
+    }
+    if (tel->reg != NULL) {
+        tap_mreg_free(tel->reg);
+    }
+    if (tel->rings != NULL) {
+        for (i = 0; i < tel->nrings; i++) {
+            free(tel->rings[i].slots);
+        }
+        free(tel->rings);
+    }
+    free(tel);
+}

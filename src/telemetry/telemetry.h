@@ -1,0 +1,124 @@
+/*
+ * telemetry.h: from finished exchanges to metrics, spans and logs.
+ *
+ * Workers hand each finished exchange to the telemetry side through a ring
+ * of their own (single producer, single consumer, no lock): the worker copies
+ * the record into a free slot, or drops it and counts the drop when the ring
+ * is full.  It never waits.  Everything else runs on the control thread
+ * (the one that runs the admin server), which drains the rings every few
+ * milliseconds and, per exchange:
+ *
+ *   - updates the metric registry (metrics.h): GenAI histograms, infertap's
+ *     own; metrics and logs are never sampled;
+ *   - decides tail sampling: the head sampler's decision (made on the worker,
+ *     carried in the traceparent sent upstream) or a tail rule (error, slow,
+ *     many tokens, anomaly) keeps the exchange's spans;
+ *   - builds the SERVER and CLIENT spans and the log record into the current
+ *     batches, which are packed (and gzip-compressed) once when full or when
+ *     their delay expires, and handed to every exporter of the signal
+ *     (export.h): each endpoint has its own bounded queue.
+ *
+ * Metrics are exported every metrics_interval and read by the admin server's
+ * /metrics, from the same registry.
+ */
+
+#ifndef TAP_TELEMETRY_H
+#define TAP_TELEMETRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "exchange.h"
+#include "telemetry/export.h"
+#include "telemetry/metrics.h"
+
+#define TAP_TREC_PATH_MAX  256
+
+/* The resolved telemetry settings (from tap_conf_t, see settings.c). */
+typedef struct tap_tsettings_s {
+    const char        *service_name;
+    char *const       *resource;           /* key, value, key, value... */
+    size_t             nresource;
+    char             **urls[TAP_SIGNAL_N]; /* full URLs per signal */
+    size_t             nurls[TAP_SIGNAL_N];
+    tap_export_conf_t  export;
+    unsigned           gzip:1;
+    unsigned           delta:1;            /* OTLP metric temporality */
+    int64_t            metrics_interval_ms;
+    int64_t            traces_delay_ms;
+    unsigned           traces_max_queue;
+    unsigned           traces_max_batch;
+    int64_t            logs_delay_ms;
+    unsigned           logs_max_queue;
+    unsigned           logs_max_batch;
+    unsigned           queue_size;         /* per worker ring, rounded up to a power of 2 */
+    unsigned           max_label_values;
+    unsigned           tail_errors:1;
+    unsigned           tail_anomalies:1;
+    int64_t            tail_slower_than_ms;  /* 0: off */
+    int64_t            tail_min_tokens;      /* 0: off */
+} tap_tsettings_t;
+
+/* One finished exchange, as the telemetry side keeps it. */
+typedef struct tap_trec_s {
+    tap_exchange_t  ex;                /* ex.path points into path; gen.text[] are NULL */
+    char            path[TAP_TREC_PATH_MAX];
+} tap_trec_t;
+
+/* A worker's ring. */
+typedef struct tap_tring_s {
+    tap_trec_t  *slots;
+    uint64_t     mask;
+    uint64_t     head __attribute__((aligned(64)));   /* next slot to fill: worker */
+    uint64_t     tail __attribute__((aligned(64)));   /* next slot to read: control thread */
+    uint64_t     dropped __attribute__((aligned(64))); /* worker: full ring */
+} tap_tring_t;
+
+/* Copies ex into the ring.  TAP_OK, or TAP_DECLINED when full (counted). */
+int tap_tring_push(tap_tring_t *r, const tap_exchange_t *ex);
+
+typedef struct tap_tel_s  tap_tel_t;
+
+/*
+ * A new telemetry hub on the control thread's base, with one ring per
+ * worker.  ts must outlive it.  Returns NULL with an allocated message in
+ * *err.
+ */
+tap_tel_t *tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
+    char **err);
+tap_tring_t *tap_tel_ring(tap_tel_t *t, unsigned i);
+tap_mreg_t *tap_tel_registry(tap_tel_t *t);
+
+/* fn runs before every read of the registry, to copy in values kept elsewhere. */
+void tap_tel_on_collect_hook(tap_tel_t *t, void (*fn)(tap_mreg_t *r, void *arg), void *arg);
+
+/* Reads the rings now (the timer does it every few milliseconds). */
+void tap_tel_drain(tap_tel_t *t);
+
+/* /metrics: drains, then writes Prometheus text (or OpenMetrics). */
+void tap_tel_prometheus(tap_tel_t *t, struct evbuffer *out, int openmetrics);
+
+/*
+ * Last drain, flush of every batch and one last metric export, then runs
+ * the base until the exporters are idle or timeout_ms passed; then frees.
+ */
+void tap_tel_shutdown(tap_tel_t *t, int64_t timeout_ms);
+
+/* The spans and log record of one exchange (spans.c). */
+size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out);
+tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r);
+
+/* Realtime nanoseconds of a monotonic stamp of the exchange (0 stays 0). */
+static inline uint64_t
+tap_trec_wall(const tap_exchange_t *ex, int64_t mono)
+{
+    if (mono == 0) {
+        return 0;
+    }
+    return (uint64_t) (ex->wall_t0_ns + (mono - ex->t0));
+}
+
+#endif /* TAP_TELEMETRY_H */
