@@ -119,6 +119,7 @@ static const char *const tap_conf_w_level[] = {"error", "warn", "info", "debug",
 static const char *const tap_conf_w_balance[] = {"round_robin", "least_request", NULL};
 static const char *const tap_conf_w_tls[] = {"1.2", "1.3", NULL};
 static const char *const tap_conf_w_compression[] = {"none", "gzip", NULL};
+static const char *const tap_conf_w_temporality[] = {"cumulative", "delta", "lowmemory", NULL};
 static const char *const tap_conf_w_sampler[] = {"always_on",
                                                  "always_off",
                                                  "traceidratio",
@@ -260,11 +261,51 @@ static const tap_conf_item_t tap_conf_items[] = {
     TAP_CONF_I_DUR(
         "otlp.logs_batch.delay", otlp.logs_batch.delay, "1s", 1,
         "longest wait before queued log records are exported (OTEL_BLRP_SCHEDULE_DELAY)"),
+    TAP_CONF_I_INT("otlp.logs_batch.max_queue", otlp.logs_batch.max_queue, "2048", 1, 1048576,
+                   "log records queued for export; more are dropped and counted "
+                   "(OTEL_BLRP_MAX_QUEUE_SIZE)"),
+    TAP_CONF_I_INT("otlp.logs_batch.max_batch", otlp.logs_batch.max_batch, "512", 1, 1048576,
+                   "most log records in one export request (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)"),
+    TAP_CONF_I_ENUM("otlp.metrics_temporality", otlp.metrics_temporality, "cumulative",
+                    tap_conf_w_temporality,
+                    "temporality of exported counters and histograms "
+                    "(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)"),
+    TAP_CONF_I_INT("otlp.retry.max_attempts", otlp.retry.max_attempts, "5", 1, 100,
+                   "sends of one export request, the first included, on 429, 502, 503, 504 "
+                   "and connection errors"),
+    TAP_CONF_I_DUR("otlp.retry.backoff", otlp.retry.backoff, "1s", 1,
+                   "first wait before an export is retried; doubles each time, with jitter"),
+    TAP_CONF_I_DUR("otlp.retry.backoff_max", otlp.retry.backoff_max, "30s", 1,
+                   "longest wait before a retry, a collector's Retry-After included"),
+    TAP_CONF_I_STR("otlp.tls.ca_file", otlp.tls.ca_file, "", NULL,
+                   "PEM file of CAs trusted for https:// collectors; empty: the system's "
+                   "(OTEL_EXPORTER_OTLP_CERTIFICATE)"),
+    TAP_CONF_I_BOOL("otlp.tls.verify", otlp.tls.verify, "true",
+                    "verify the certificate and name of https:// collectors"),
+    TAP_CONF_I_STR("otlp.tls.cert", otlp.tls.cert, "", NULL,
+                   "PEM client certificate presented to collectors "
+                   "(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE); needs otlp.tls.key"),
+    TAP_CONF_I_STR("otlp.tls.key", otlp.tls.key, "", NULL,
+                   "PEM private key of otlp.tls.cert (OTEL_EXPORTER_OTLP_CLIENT_KEY)"),
+    TAP_CONF_I_INT("telemetry.queue_size", telemetry.queue_size, "4096", 16, 1048576,
+                   "finished exchanges each worker may have waiting for the telemetry thread; "
+                   "more are dropped and counted"),
+    TAP_CONF_I_INT("metrics.max_label_values", metrics.max_label_values, "100", 1, 100000,
+                   "distinct values of one label of one metric; more fold into 'other'"),
     TAP_CONF_I_ENUM("sampling.sampler", sampling.sampler, "parentbased_always_on",
                     tap_conf_w_sampler, "head sampler of spans (OTEL_TRACES_SAMPLER)"),
     TAP_CONF_I_DBL(
         "sampling.ratio", sampling.ratio, "1.0", 0.0, 1.0,
         "fraction of traces kept by the traceidratio samplers (OTEL_TRACES_SAMPLER_ARG)"),
+    TAP_CONF_I_BOOL("sampling.tail.errors", sampling.tail.errors, "true",
+                    "keep the spans of failed exchanges (5xx, errors) whatever the head sampler said"),
+    TAP_CONF_I_DUR("sampling.tail.slower_than", sampling.tail.slower_than, "0", 0,
+                   "keep the spans of exchanges that took at least this long; 0: off"),
+    TAP_CONF_I_INT("sampling.tail.min_tokens", sampling.tail.min_tokens, "0", 0, 2147483647,
+                   "keep the spans of exchanges with at least this many tokens (prompt and "
+                   "completion); 0: off"),
+    TAP_CONF_I_BOOL("sampling.tail.anomalies", sampling.tail.anomalies, "true",
+                    "keep the spans of exchanges the analysis flags as anomalous"),
 };
 
 /*
@@ -288,6 +329,12 @@ static const tap_conf_otel_t tap_conf_otel_vars[] = {
     {"OTEL_BSP_MAX_QUEUE_SIZE", "otlp.traces_batch.max_queue", 0},
     {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "otlp.traces_batch.max_batch", 0},
     {"OTEL_BLRP_SCHEDULE_DELAY", "otlp.logs_batch.delay", 1},
+    {"OTEL_BLRP_MAX_QUEUE_SIZE", "otlp.logs_batch.max_queue", 0},
+    {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "otlp.logs_batch.max_batch", 0},
+    {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "otlp.metrics_temporality", 0},
+    {"OTEL_EXPORTER_OTLP_CERTIFICATE", "otlp.tls.ca_file", 0},
+    {"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "otlp.tls.cert", 0},
+    {"OTEL_EXPORTER_OTLP_CLIENT_KEY", "otlp.tls.key", 0},
 };
 
 _Static_assert(TAP_NELEMS(tap_conf_items) <= TAP_CONF_MAX_ITEMS, "raise TAP_CONF_MAX_ITEMS");

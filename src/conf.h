@@ -55,6 +55,12 @@ typedef enum {
 } tap_conf_compression_e;
 
 typedef enum {
+    TAP_CONF_TEMPORALITY_CUMULATIVE = 0,
+    TAP_CONF_TEMPORALITY_DELTA,
+    TAP_CONF_TEMPORALITY_LOWMEMORY,    /* delta, as the SDK specification has it for counters and histograms */
+} tap_conf_temporality_e;
+
+typedef enum {
     TAP_CONF_SAMPLER_ALWAYS_ON = 0,
     TAP_CONF_SAMPLER_ALWAYS_OFF,
     TAP_CONF_SAMPLER_TRACEIDRATIO,
@@ -155,11 +161,37 @@ typedef struct tap_conf_s {
         } traces_batch;
         struct {
             uint64_t delay;
+            int max_queue;
+            int max_batch;
         } logs_batch;
+        int metrics_temporality; /* tap_conf_temporality_e */
+        struct {
+            int max_attempts;
+            uint64_t backoff;
+            uint64_t backoff_max;
+        } retry;
+        struct {
+            char *ca_file;
+            int verify;
+            char *cert;
+            char *key;
+        } tls;
     } otlp;
+    struct {
+        int queue_size; /* per worker */
+    } telemetry;
+    struct {
+        int max_label_values;
+    } metrics;
     struct {
         int sampler; /* tap_conf_sampler_e */
         double ratio;
+        struct {
+            int errors;
+            uint64_t slower_than;
+            int min_tokens;
+            int anomalies;
+        } tail;
     } sampling;
 
     /* private */

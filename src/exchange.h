@@ -26,10 +26,12 @@ typedef struct tap_exchange_s {
     /* identity */
     char         request_id[TAP_EX_REQID_MAX + 1];
     uint8_t      trace_id[16];
-    uint8_t      span_id[8];
+    uint8_t      span_id[8];           /* infertap's SERVER span */
+    uint8_t      client_span_id[8];    /* the CLIENT span of the upstream call */
     uint8_t      parent_span_id[8];    /* the caller's span, when has_parent */
-    uint8_t      trace_flags;
+    uint8_t      trace_flags;          /* sent upstream: 01 when the head sampler keeps it */
     unsigned     has_parent:1;
+    unsigned     anomaly:1;            /* flagged by the analysis (tail sampling keeps it) */
 
     /* request and response */
     char         method[24];
@@ -42,8 +44,8 @@ typedef struct tap_exchange_s {
     unsigned     retries;
     const char  *error;                /* static reason string, NULL on success */
 
-    /* clocks: monotonic ns; wall_t0_ms is the realtime of t0 for "ts" */
-    int64_t      wall_t0_ms;
+    /* clocks: monotonic ns; wall_t0_ns is the realtime of t0 */
+    int64_t      wall_t0_ns;
     int64_t      t0;                   /* first byte of the request head */
     int64_t      t_req;                /* last byte of the request */
     int64_t      upstream_start;       /* the successful attempt began (connect or reuse) */

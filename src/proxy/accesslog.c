@@ -454,7 +454,7 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     up_ns = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
 
     TAP_LW_LIT(&w, "{\"ts\":\"");
-    tap_lw_ts(&w, ex->wall_t0_ms);
+    tap_lw_ts(&w, ex->wall_t0_ns / 1000000);
     TAP_LW_LIT(&w, "\",\"request_id\":");
     tap_lw_str(&w, ex->request_id, strlen(ex->request_id));
     TAP_LW_LIT(&w, ",\"trace_id\":\"");

@@ -4,15 +4,17 @@
  * It runs on the control thread's event_base (the thread that called
  * tap_proxy_run(), never a worker), with libevent's evhttp: the admin side
  * is low-volume and off the data path, so a small generic server is enough.
- * Metrics are read from the workers' counters with relaxed atomic loads and
- * summed, so reading them never stops a worker.  The text follows the
- * Prometheus exposition format (HELP and TYPE before each family, counters
- * ending in _total).
+ * /metrics renders the telemetry hub's metric registry (src/telemetry/), the
+ * same series OTLP exports, as Prometheus text or OpenMetrics.  The proxy's
+ * own families are declared here; their values are the workers' counters,
+ * read with relaxed atomic loads and summed just before each read, so
+ * reading them never stops a worker.
  */
 
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -67,13 +69,64 @@ tap_admin_ready(tap_proxy_t *px)
 }
 
 
+/* The proxy's own families; their values live in the workers' counters. */
+
+static const char *const  tap_l_code[] = { "code" };
+static const char *const  tap_l_upstream[] = { "upstream" };
+static const char *const  tap_l_limit[] = { "limit" };
+static const char *const  tap_l_parse[] = { "side", "outcome" };
+
+static const tap_mfam_def_t  tap_d_requests = {
+    "infertap.requests", "", "Requests answered, by status class.", TAP_METRIC_COUNTER, 1,
+    NULL, 0, tap_l_code, 1,
+};
+static const tap_mfam_def_t  tap_d_active = {
+    "infertap.active_connections", "", "Open client connections.", TAP_METRIC_GAUGE, 1,
+    NULL, 0, NULL, 0,
+};
+static const tap_mfam_def_t  tap_d_accepted = {
+    "infertap.connections_accepted", "", "Client connections accepted.", TAP_METRIC_COUNTER, 1,
+    NULL, 0, NULL, 0,
+};
+static const tap_mfam_def_t  tap_d_healthy = {
+    "infertap.upstream.healthy", "", "1 when the upstream server is not ejected.",
+    TAP_METRIC_GAUGE, 1, NULL, 0, tap_l_upstream, 1,
+};
+static const tap_mfam_def_t  tap_d_limits = {
+    "infertap.limits_hit", "", "Times a configured limit or timeout was hit.",
+    TAP_METRIC_COUNTER, 1, NULL, 0, tap_l_limit, 1,
+};
+static const tap_mfam_def_t  tap_d_retries = {
+    "infertap.upstream.retries", "", "Requests retried on another attempt.",
+    TAP_METRIC_COUNTER, 1, NULL, 0, NULL, 0,
+};
+static const tap_mfam_def_t  tap_d_parsed = {
+    "infertap.bodies_parsed", "", "Bodies of exchanges a protocol filter read, by side and "
+    "outcome.", TAP_METRIC_COUNTER, 1, NULL, 0, tap_l_parse, 2,
+};
+
+typedef struct tap_admin_fams_s {
+    tap_mfam_t  *requests;
+    tap_mfam_t  *active;
+    tap_mfam_t  *accepted;
+    tap_mfam_t  *healthy;
+    tap_mfam_t  *limits;
+    tap_mfam_t  *retries;
+    tap_mfam_t  *parsed;
+} tap_admin_fams_t;
+
+
+/* Sums the workers' counters (relaxed atomic loads: no worker ever waits) into the registry. */
 static void
-tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
+tap_admin_collect(tap_mreg_t *reg, void *arg)
 {
     static const char *const  classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+    tap_proxy_t              *px = arg;
+    tap_admin_fams_t         *f = px->fams;
     uint64_t                  req[6] = { 0 }, lim[TAP_LIMIT_N] = { 0 }, retries = 0;
     uint64_t                  accepted = 0, parse[2][TAP_GEN_PARSE_N] = { { 0 } };
     int64_t                   active = 0, now_ms = tap_now_ns() / 1000000;
+    const char               *v[2];
     unsigned                  i, k;
 
     for (i = 0; i < px->nworkers; i++) {
@@ -95,54 +148,74 @@ tap_admin_metrics(tap_proxy_t *px, struct evbuffer *b)
         lim[TAP_LIMIT_ACCESS_LOG] += TAP_STAT_GET(px->workers[i].log.dropped);
     }
 
-    evbuffer_add_printf(b,
-        "# HELP infertap_requests_total Requests answered, by status class.\n"
-        "# TYPE infertap_requests_total counter\n");
     for (k = 0; k < TAP_NELEMS(classes); k++) {
-        evbuffer_add_printf(b, "infertap_requests_total{code=\"%s\"} %llu\n", classes[k],
-            (unsigned long long) req[k + 1]);
+        v[0] = classes[k];
+        tap_metric_set(f->requests, v, (double) req[k + 1]);
     }
-    evbuffer_add_printf(b,
-        "# HELP infertap_active_connections Open client connections.\n"
-        "# TYPE infertap_active_connections gauge\n"
-        "infertap_active_connections %lld\n"
-        "# HELP infertap_connections_accepted_total Client connections accepted.\n"
-        "# TYPE infertap_connections_accepted_total counter\n"
-        "infertap_connections_accepted_total %llu\n",
-        (long long) (active < 0 ? 0 : active), (unsigned long long) accepted);
-
-    evbuffer_add_printf(b,
-        "# HELP infertap_upstream_healthy 1 when the upstream server is not ejected.\n"
-        "# TYPE infertap_upstream_healthy gauge\n");
+    tap_metric_set(f->active, NULL, (double) (active < 0 ? 0 : active));
+    tap_metric_set(f->accepted, NULL, (double) accepted);
     for (i = 0; i < px->ps->nservers; i++) {
-        evbuffer_add_printf(b, "infertap_upstream_healthy{upstream=\"%s\"} %d\n",
-            px->ps->servers[i].text, tap_health_up(px, i, now_ms) ? 1 : 0);
+        v[0] = px->ps->servers[i].text;
+        tap_metric_set(f->healthy, v, tap_health_up(px, i, now_ms) ? 1 : 0);
     }
-
-    evbuffer_add_printf(b,
-        "# HELP infertap_limits_hit_total Times a configured limit or timeout was hit.\n"
-        "# TYPE infertap_limits_hit_total counter\n");
     for (k = 0; k < TAP_LIMIT_N; k++) {
-        evbuffer_add_printf(b, "infertap_limits_hit_total{limit=\"%s\"} %llu\n",
-            tap_limit_names[k], (unsigned long long) lim[k]);
+        v[0] = tap_limit_names[k];
+        tap_metric_set(f->limits, v, (double) lim[k]);
     }
-    evbuffer_add_printf(b,
-        "# HELP infertap_upstream_retries_total Requests retried on another attempt.\n"
-        "# TYPE infertap_upstream_retries_total counter\n"
-        "infertap_upstream_retries_total %llu\n",
-        (unsigned long long) retries);
-
-    evbuffer_add_printf(b,
-        "# HELP infertap_bodies_parsed_total Bodies of exchanges a protocol filter read, by "
-        "side and outcome.\n"
-        "# TYPE infertap_bodies_parsed_total counter\n");
+    tap_metric_set(f->retries, NULL, (double) retries);
     for (i = 0; i < 2; i++) {
         for (k = 1; k < TAP_GEN_PARSE_N; k++) {
-            evbuffer_add_printf(b, "infertap_bodies_parsed_total{side=\"%s\",outcome=\"%s\"} "
-                "%llu\n", i == 0 ? "request" : "response", tap_gen_parse_names[k],
-                (unsigned long long) parse[i][k]);
+            v[0] = i == 0 ? "request" : "response";
+            v[1] = tap_gen_parse_names[k];
+            tap_metric_set(f->parsed, v, (double) parse[i][k]);
         }
     }
+}
+
+
+int
+tap_admin_metrics_init(tap_proxy_t *px)
+{
+    tap_mreg_t        *reg = tap_tel_registry(px->tel);
+    tap_admin_fams_t  *f = calloc(1, sizeof(tap_admin_fams_t));
+
+    px->fams = f;
+    if (f == NULL
+        || (f->requests = tap_mreg_add(reg, &tap_d_requests)) == NULL
+        || (f->active = tap_mreg_add(reg, &tap_d_active)) == NULL
+        || (f->accepted = tap_mreg_add(reg, &tap_d_accepted)) == NULL
+        || (f->healthy = tap_mreg_add(reg, &tap_d_healthy)) == NULL
+        || (f->limits = tap_mreg_add(reg, &tap_d_limits)) == NULL
+        || (f->retries = tap_mreg_add(reg, &tap_d_retries)) == NULL
+        || (f->parsed = tap_mreg_add(reg, &tap_d_parsed)) == NULL)
+    {
+        return TAP_ERROR;
+    }
+    tap_tel_on_collect_hook(px->tel, tap_admin_collect, px);
+    return TAP_OK;
+}
+
+
+void
+tap_admin_metrics_cleanup(tap_proxy_t *px)
+{
+    free(px->fams);
+    px->fams = NULL;
+}
+
+
+/*
+ * OpenMetrics when the client prefers it: Prometheus lists
+ * application/openmetrics-text first (with the higher q) when it can parse
+ * it; anything else gets the Prometheus text format.
+ */
+static int
+tap_admin_wants_openmetrics(struct evhttp_request *req)
+{
+    const char  *accept;
+
+    accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    return accept != NULL && strstr(accept, "application/openmetrics-text") != NULL;
 }
 
 
@@ -217,8 +290,14 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
         }
 
     } else if (TAP_ADMIN_IS(uri, plen, "/metrics")) {
-        tap_admin_metrics(px, b);
-        tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+        if (tap_admin_wants_openmetrics(req)) {
+            tap_tel_prometheus(px->tel, b, 1);
+            tap_admin_reply(req, 200, "OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8", b);
+        } else {
+            tap_tel_prometheus(px->tel, b, 0);
+            tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+        }
 
     } else {
         evbuffer_add_printf(b, "{\"error\":{\"message\":\"not found\","

@@ -156,7 +156,7 @@ tap_txn_build_head(tap_txn_t *t)
     }
 
     evbuffer_add_printf(b, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);
-    tap_traceparent_format(tp, t->ex.trace_id, t->ex.span_id, t->ex.trace_flags);
+    tap_traceparent_format(tp, t->ex.trace_id, t->ex.client_span_id, t->ex.trace_flags);
     evbuffer_add_printf(b, "traceparent: %s\r\n", tp);
     if (ts >= 0 && t->ex.has_parent
         && tap_tracestate_check(tap_hlist_value(hl, (unsigned) ts), hl->h[ts].vlen) == TAP_OK)

@@ -33,6 +33,7 @@
 #include "proxy/response.h"
 #include "proxy/settings.h"
 #include "proxy/trace.h"
+#include "telemetry/telemetry.h"
 
 /* Bytes queued toward a peer before the other side stops reading. */
 #define TAP_PROXY_HIGH_WATER   (256 * 1024)
@@ -205,6 +206,7 @@ struct tap_worker_s {
     tap_dconn_t             *conns;
     unsigned                 nconns;
     tap_alog_buf_t           log;
+    tap_tring_t             *tring;    /* to the telemetry hub; NULL: none */
 };
 
 struct tap_proxy_s {
@@ -219,6 +221,8 @@ struct tap_proxy_s {
     struct ssl_ctx_st       *tls_server;        /* listener TLS, or NULL */
     struct ssl_ctx_st       *tls_client;        /* https upstreams, or NULL */
     struct tap_hcheck_s     *checks;            /* active health checks */
+    tap_tel_t               *tel;               /* metrics, spans, logs; NULL: none */
+    struct tap_admin_fams_s *fams;              /* the proxy's metric families */
 };
 
 
@@ -303,5 +307,7 @@ void tap_hcheck_stop(tap_proxy_t *px);
 
 /* admin.c */
 int tap_admin_start(tap_proxy_t *px, struct evhttp **out);
+int tap_admin_metrics_init(tap_proxy_t *px);
+void tap_admin_metrics_cleanup(tap_proxy_t *px);
 
 #endif /* TAP_PROXY_INT_H */

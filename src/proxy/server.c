@@ -308,7 +308,7 @@ tap_txn_create(tap_dconn_t *dc)
     tap_exchange_init(&t->ex);
     t->ex.t0 = tap_now_ns();
     clock_gettime(CLOCK_REALTIME, &ts);
-    t->ex.wall_t0_ms = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    t->ex.wall_t0_ns = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
     strcpy(t->ex.method, "-");
     dc->txn = t;
     dc->nreq++;
@@ -340,6 +340,9 @@ tap_txn_finish(tap_txn_t *t)
     TAP_STAT_ADD(w->st.requests[cls], 1);
     if (tap_alog_write(&w->log, &t->ex) != TAP_OK) {
         TAP_STAT_ADD(w->st.limits[TAP_LIMIT_ACCESS_LOG], 1);
+    }
+    if (w->tring != NULL) {
+        tap_tring_push(w->tring, &t->ex);
     }
 
     dc->txn = NULL;
@@ -544,10 +547,12 @@ tap_txn_request_id(tap_txn_t *t)
 static void
 tap_txn_trace(tap_txn_t *t)
 {
-    tap_reqp_t         *rp = &t->dc->rp;
-    tap_traceparent_t   tp;
-    int                 h;
+    tap_reqp_t             *rp = &t->dc->rp;
+    tap_worker_t           *w = t->dc->w;
+    tap_traceparent_t       tp;
+    int                     h;
 
+    tp.flags = 0;
     h = tap_hlist_find(&rp->hl, "traceparent", 0);
     if (h >= 0 && tap_hlist_count(&rp->hl, "traceparent") == 1
         && tap_traceparent_parse(&tp, tap_hlist_value(&rp->hl, (unsigned) h),
@@ -555,13 +560,14 @@ tap_txn_trace(tap_txn_t *t)
     {
         memcpy(t->ex.trace_id, tp.trace_id, 16);
         memcpy(t->ex.parent_span_id, tp.parent_id, 8);
-        t->ex.trace_flags = tp.flags & 0x01;
         t->ex.has_parent = 1;
     } else {
-        tap_rng_bytes(&t->dc->w->rng, t->ex.trace_id, 16);
-        t->ex.trace_flags = 0x01;
+        tap_rng_bytes(&w->rng, t->ex.trace_id, 16);
     }
-    tap_rng_bytes(&t->dc->w->rng, t->ex.span_id, 8);
+    t->ex.trace_flags = (uint8_t) tap_sample_head(w->ps->sampler, w->ps->sample_ratio,
+        t->ex.has_parent, tp.flags, t->ex.trace_id);
+    tap_rng_bytes(&w->rng, t->ex.span_id, 8);
+    tap_rng_bytes(&w->rng, t->ex.client_span_id, 8);
 }
 
 

@@ -49,6 +49,8 @@ tap_psettings_defaults(tap_psettings_t *s)
     s->max_headers = 128;
     s->max_body_bytes = 16 * 1024 * 1024;
     s->max_connections = 10000;
+    s->sampler = TAP_CONF_SAMPLER_PARENTBASED_ALWAYS_ON;
+    s->sample_ratio = 1.0;
 }
 
 
@@ -151,6 +153,123 @@ tap_opt(const char *v)
 }
 
 
+/* The URLs of one signal: its own endpoint when set, else one per base endpoint. */
+static int
+tap_psettings_urls(tap_tsettings_t *ts, tap_signal_e sig, const char *own,
+    const tap_conf_list_t *bases)
+{
+    size_t  i, n;
+    char  **urls;
+
+    n = own[0] != '\0' ? 1 : bases->n;
+    urls = calloc(n ? n : 1, sizeof(char *));
+    if (urls == NULL) {
+        return TAP_ERROR;
+    }
+    ts->urls[sig] = urls;
+    for (i = 0; i < n; i++) {
+        urls[i] = own[0] != '\0' ? strdup(own)
+                  : tap_conf_otlp_signal_url(bases->items[i], tap_signal_names[sig]);
+        if (urls[i] == NULL) {
+            return TAP_ERROR;
+        }
+        ts->nurls[sig] = i + 1;
+    }
+    return TAP_OK;
+}
+
+
+/* The telemetry settings: exporters, batches, sampling. */
+static int
+tap_psettings_tel(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
+{
+    tap_tsettings_t  *ts = &s->tel;
+    tap_conf_list_t   pairs = { 0 };
+    unsigned          q;
+
+    s->sampler = cf->sampling.sampler;
+    s->sample_ratio = cf->sampling.ratio;
+
+    ts->service_name = cf->service_name;
+    if (tap_conf_parse_pairs(cf->resource_attributes, &pairs, err) != TAP_OK) {
+        return TAP_ERROR;
+    }
+    ts->resource = pairs.items;
+    ts->nresource = pairs.n;
+    pairs = (tap_conf_list_t) { 0 };
+    if (tap_conf_parse_pairs(cf->otlp.headers, &pairs, err) != TAP_OK) {
+        return TAP_ERROR;
+    }
+    ts->export.headers = pairs.items;
+    ts->export.nheaders = pairs.n;
+
+    if (tap_psettings_urls(ts, TAP_SIGNAL_TRACES, cf->otlp.traces_endpoint,
+            &cf->otlp.endpoint) != TAP_OK
+        || tap_psettings_urls(ts, TAP_SIGNAL_METRICS, cf->otlp.metrics_endpoint,
+            &cf->otlp.endpoint) != TAP_OK
+        || tap_psettings_urls(ts, TAP_SIGNAL_LOGS, cf->otlp.logs_endpoint,
+            &cf->otlp.endpoint) != TAP_OK)
+    {
+        *err = strdup("out of memory");
+        return TAP_ERROR;
+    }
+
+    ts->export.timeout_ms = (int64_t) cf->otlp.timeout;
+    ts->export.max_attempts = (unsigned) cf->otlp.retry.max_attempts;
+    ts->export.backoff_ms = (int64_t) cf->otlp.retry.backoff;
+    ts->export.backoff_max_ms = (int64_t) TAP_MAX(cf->otlp.retry.backoff_max,
+        cf->otlp.retry.backoff);
+    ts->export.ca_file = tap_opt(cf->otlp.tls.ca_file);
+    ts->export.verify = cf->otlp.tls.verify != 0;
+    ts->export.cert = tap_opt(cf->otlp.tls.cert);
+    ts->export.key = tap_opt(cf->otlp.tls.key);
+    ts->gzip = cf->otlp.compression == TAP_CONF_COMPRESSION_GZIP;
+    ts->delta = cf->otlp.metrics_temporality != TAP_CONF_TEMPORALITY_CUMULATIVE;
+    ts->metrics_interval_ms = (int64_t) TAP_MAX(cf->otlp.metrics_interval, 10);
+    ts->traces_delay_ms = (int64_t) TAP_MAX(cf->otlp.traces_batch.delay, 1);
+    ts->traces_max_queue = (unsigned) cf->otlp.traces_batch.max_queue;
+    ts->traces_max_batch = (unsigned) TAP_MIN(cf->otlp.traces_batch.max_batch,
+        cf->otlp.traces_batch.max_queue);
+    ts->logs_delay_ms = (int64_t) TAP_MAX(cf->otlp.logs_batch.delay, 1);
+    ts->logs_max_queue = (unsigned) cf->otlp.logs_batch.max_queue;
+    ts->logs_max_batch = (unsigned) TAP_MIN(cf->otlp.logs_batch.max_batch,
+        cf->otlp.logs_batch.max_queue);
+    for (q = 16; q < (unsigned) cf->telemetry.queue_size; q <<= 1) {
+        /* a power of two */
+    }
+    ts->queue_size = q;
+    ts->max_label_values = (unsigned) cf->metrics.max_label_values;
+    ts->tail_errors = cf->sampling.tail.errors != 0;
+    ts->tail_anomalies = cf->sampling.tail.anomalies != 0;
+    ts->tail_slower_than_ms = (int64_t) cf->sampling.tail.slower_than;
+    ts->tail_min_tokens = cf->sampling.tail.min_tokens;
+
+    s->has_tel = s->has_admin || ts->nurls[TAP_SIGNAL_TRACES] > 0
+                 || ts->nurls[TAP_SIGNAL_METRICS] > 0 || ts->nurls[TAP_SIGNAL_LOGS] > 0;
+    return TAP_OK;
+}
+
+
+static void
+tap_psettings_tel_cleanup(tap_tsettings_t *ts)
+{
+    tap_conf_list_t  l;
+    size_t           i, k;
+
+    l = (tap_conf_list_t) { (char **) ts->resource, ts->nresource };
+    tap_conf_list_free(&l);
+    l = (tap_conf_list_t) { (char **) ts->export.headers, ts->export.nheaders };
+    tap_conf_list_free(&l);
+    for (i = 0; i < TAP_SIGNAL_N; i++) {
+        for (k = 0; k < ts->nurls[i]; k++) {
+            free(ts->urls[i][k]);
+        }
+        free(ts->urls[i]);
+    }
+    *ts = (tap_tsettings_t) { 0 };
+}
+
+
 int
 tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
 {
@@ -239,6 +358,9 @@ tap_psettings_from_conf(tap_psettings_t *s, const struct tap_conf_s *cf, char **
         goto failed;
     }
     s->has_fconf = 1;
+    if (tap_psettings_tel(s, cf, err) != TAP_OK) {
+        goto failed;
+    }
     return TAP_OK;
 
 failed:
@@ -263,6 +385,7 @@ tap_psettings_cleanup(tap_psettings_t *s)
         tap_fconf_cleanup(&s->fconf);
         s->has_fconf = 0;
     }
+    tap_psettings_tel_cleanup(&s->tel);
     s->listen = NULL;
     s->servers = NULL;
     s->nlisten = s->nservers = 0;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "filter.h"
+#include "telemetry/telemetry.h"
 
 struct tap_conf_s;
 
@@ -80,6 +81,11 @@ typedef struct tap_psettings_s {
 
     tap_fconf_t    fconf;                  /* filters, routes, scores */
     unsigned       has_fconf:1;
+
+    int            sampler;                /* head sampler, tap_conf_sampler_e */
+    double         sample_ratio;
+    tap_tsettings_t  tel;                  /* metrics, spans, logs, exporters */
+    unsigned       has_tel:1;              /* an admin server or an OTLP endpoint wants them */
 } tap_psettings_t;
 
 

@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "conf.h"
 #include "tap_core.h"
 #include "proxy/trace.h"
 
@@ -211,4 +212,44 @@ tap_tracestate_check(const char *v, size_t len)
         }
     }
     return TAP_OK;
+}
+
+
+static int
+tap_sample_ratio(double ratio, const uint8_t trace_id[16])
+{
+    uint64_t  r = 0;
+    size_t    i;
+
+    if (ratio >= 1.0) {
+        return 1;
+    }
+    if (ratio <= 0.0) {
+        return 0;
+    }
+    for (i = 9; i < 16; i++) {
+        r = r << 8 | trace_id[i];
+    }
+    return (double) r < ratio * 72057594037927936.0;          /* 2^56 */
+}
+
+
+int
+tap_sample_head(int sampler, double ratio, int has_parent, uint8_t parent_flags,
+    const uint8_t trace_id[16])
+{
+    switch (sampler) {
+    case TAP_CONF_SAMPLER_ALWAYS_ON:
+        return 1;
+    case TAP_CONF_SAMPLER_ALWAYS_OFF:
+        return 0;
+    case TAP_CONF_SAMPLER_TRACEIDRATIO:
+        return tap_sample_ratio(ratio, trace_id);
+    case TAP_CONF_SAMPLER_PARENTBASED_ALWAYS_OFF:
+        return has_parent ? (parent_flags & 0x01) : 0;
+    case TAP_CONF_SAMPLER_PARENTBASED_TRACEIDRATIO:
+        return has_parent ? (parent_flags & 0x01) : tap_sample_ratio(ratio, trace_id);
+    default:
+        return has_parent ? (parent_flags & 0x01) : 1;
+    }
 }

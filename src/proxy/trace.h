@@ -46,4 +46,14 @@ void tap_traceparent_format(char *out, const uint8_t trace_id[16], const uint8_t
  * list-members and 512 characters, printable), else TAP_ERROR. */
 int tap_tracestate_check(const char *v, size_t len);
 
+/*
+ * The head sampler (values of tap_conf_sampler_e).  The parentbased samplers
+ * follow the caller's sampled flag when there is a caller (has_parent);
+ * traceidratio keeps a trace when the 56 random low-order bits of its id,
+ * read as an integer, fall below ratio * 2^56, so every service that samples
+ * by the same ratio keeps the same traces.  Returns 1 to sample.
+ */
+int tap_sample_head(int sampler, double ratio, int has_parent, uint8_t parent_flags,
+    const uint8_t trace_id[16]);
+
 #endif /* TAP_PROXY_TRACE_H */

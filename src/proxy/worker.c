@@ -37,6 +37,9 @@
 #include "proxy/proxy-int.h"
 
 
+/* How long exporters may take to send what is left at exit. */
+#define TAP_TEL_SHUTDOWN_MS  3000
+
 typedef struct tap_ctl_s {
     tap_proxy_t    *px;
     struct event   *sigterm;
@@ -206,6 +209,7 @@ tap_worker_init(tap_worker_t *w, tap_proxy_t *px, unsigned id, tap_paddr_t *addr
     w->ps = px->ps;
     w->id = id;
     w->notify[0] = w->notify[1] = -1;
+    w->tring = px->tel != NULL ? tap_tel_ring(px->tel, id) : NULL;
     tap_rng_seed(&w->rng);
 
     w->base = event_base_new();
@@ -363,6 +367,13 @@ tap_proxy_run_settings(const tap_psettings_t *ps)
         fprintf(stderr, "infertap: %s\n", err ? err : "cannot set up TLS");
         goto done;
     }
+    if (ps->has_tel) {
+        px.tel = tap_tel_new(px.base, &ps->tel, px.nworkers, &err);
+        if (px.tel == NULL || tap_admin_metrics_init(&px) != TAP_OK) {
+            fprintf(stderr, "infertap: %s\n", err ? err : "telemetry: out of memory");
+            goto done;
+        }
+    }
     if (ps->has_admin && tap_admin_start(&px, &admin) != TAP_OK) {
         goto done;
     }
@@ -426,6 +437,12 @@ done:
         }
     }
     tap_hcheck_stop(&px);
+    if (px.tel != NULL) {
+        /* the workers are gone: export what they left, then stop */
+        tap_tel_shutdown(px.tel, rc == 0 ? TAP_TEL_SHUTDOWN_MS : -1);
+        px.tel = NULL;
+    }
+    tap_admin_metrics_cleanup(&px);
     if (admin != NULL) {
         evhttp_free(admin);
     }

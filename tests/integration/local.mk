@@ -55,3 +55,18 @@ EXTRA_DIST += tests/integration/sim_generations.mjs
 # the OTLP bodies of tests/unit/test_otlp through the official decoder
 TESTS += tests/integration/otlp_decode.mjs
 EXTRA_DIST += tests/integration/otlp_decode.mjs
+
+# the OTLP/HTTP receiver the exporter tests post to (lib/otlp.mjs)
+TESTS += tests/integration/otlp_receiver.mjs
+EXTRA_DIST += tests/integration/otlp_receiver.mjs tests/integration/lib/otlp.mjs
+
+# a real Prometheus scraping the simulator (lib/prometheus.mjs)
+TESTS += tests/integration/prometheus_scrape.mjs
+EXTRA_DIST += tests/integration/prometheus_scrape.mjs tests/integration/lib/prometheus.mjs
+
+TESTS += tests/integration/telemetry_otlp.mjs
+EXTRA_DIST += tests/integration/telemetry_otlp.mjs
+TESTS += tests/integration/telemetry_collector.mjs
+EXTRA_DIST += tests/integration/telemetry_collector.mjs
+TESTS += tests/integration/telemetry_prometheus.mjs
+EXTRA_DIST += tests/integration/telemetry_prometheus.mjs
