@@ -287,7 +287,7 @@ static const tap_conf_item_t tap_conf_items[] = {
                    "(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE); needs otlp.tls.key"),
     TAP_CONF_I_STR("otlp.tls.key", otlp.tls.key, "", NULL,
                    "PEM private key of otlp.tls.cert (OTEL_EXPORTER_OTLP_CLIENT_KEY)"),
-    TAP_CONF_I_INT("telemetry.queue_size", telemetry.queue_size, "4096", 16, 1048576,
+    TAP_CONF_I_INT("telemetry.queue_size", telemetry.queue_size, "1024", 16, 1048576,
                    "finished exchanges each worker may have waiting for the telemetry thread; "
                    "more are dropped and counted"),
     TAP_CONF_I_INT("metrics.max_label_values", metrics.max_label_values, "100", 1, 100000,

@@ -463,6 +463,9 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     TAP_LW_LIT(&w, "\",\"span_id\":\"");
     tap_hex_encode(hex, ex->span_id, 8);
     tap_lw_put(&w, hex, 16);
+    TAP_LW_LIT(&w, "\",\"client_span_id\":\"");
+    tap_hex_encode(hex, ex->client_span_id, 8);
+    tap_lw_put(&w, hex, 16);
     if (ex->has_parent) {
         TAP_LW_LIT(&w, "\",\"parent_span_id\":\"");
         tap_hex_encode(hex, ex->parent_span_id, 8);

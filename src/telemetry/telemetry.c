@@ -693,7 +693,7 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
     memset(tel->rings, 0, sizeof(tap_tring_t) * (nrings ? nrings : 1));
     for (i = 0; i < nrings; i++) {
         tel->rings[i].mask = ts->queue_size - 1;
-        tel->rings[i].slots = malloc(sizeof(tap_trec_t) * ts->queue_size);
+        tel->rings[i].slots = calloc(ts->queue_size, sizeof(tap_trec_t));
         if (tel->rings[i].slots == NULL) {
             goto nomem;
         }

@@ -520,7 +520,8 @@ test('traceparent: the trace continues, the upstream sees infertap\'s span as pa
         assert.deepEqual(values(seen.rawHeaders, 'tracestate'), ['vendor=abc']);
         const rec = await waitLog(pxEcho, rid);
         assert.equal(rec.trace_id, tid);
-        assert.equal(rec.span_id, tp.parentId, 'the upstream\'s parent is the logged span');
+        assert.equal(rec.client_span_id, tp.parentId, 'the upstream\'s parent is the CLIENT span');
+        assert.notEqual(rec.span_id, rec.client_span_id, 'the SERVER span is another');
         assert.equal(rec.parent_span_id, pid);
     }
 });
@@ -550,7 +551,7 @@ test('traceparent: an invalid one starts a new trace', async () => {
         assert.deepEqual(values(seen.rawHeaders, 'tracestate'), [], `${v}: tracestate dropped`);
         const rec = await waitLog(pxEcho, rid);
         assert.equal(rec.trace_id, tp.traceId);
-        assert.equal(rec.span_id, tp.parentId);
+        assert.equal(rec.client_span_id, tp.parentId);
         assert.equal(rec.parent_span_id, null, v);
     }
 
@@ -559,7 +560,7 @@ test('traceparent: an invalid one starts a new trace', async () => {
     const tp = parseTP(values(JSON.parse(r.body).rawHeaders, 'traceparent')[0]);
     const rec = await waitLog(pxEcho, 'tp-none');
     assert.equal(rec.trace_id, tp.traceId);
-    assert.equal(rec.span_id, tp.parentId);
+    assert.equal(rec.client_span_id, tp.parentId);
     assert.equal(rec.parent_span_id, null);
 });
 
