@@ -408,3 +408,32 @@ test('delta temporality sends the change since the previous export', async () =>
     const total = pts.reduce((s, p) => s + Number(p.value), 0);
     assert.equal(total, 4, `deltas add up to the total: ${pts.map((p) => p.value)}`);
 });
+
+test('label cardinality is capped: more models than the cap fold into "other", counted', async () => {
+    const up = await startUpstream((req, res, r) => {
+        r.done.then(() => {
+            const model = JSON.parse(r.body.toString()).model;
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({
+                id: 'c', object: 'chat.completion', model,
+                choices: [{ index: 0, message: { role: 'assistant', content: 'ok' },
+                    finish_reason: 'stop' }],
+                usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 },
+            }));
+        });
+    });
+    upstreams.push(up);
+    const p2 = await startProxy({ upstreams: [up], args: ['--set', 'metrics.max_label_values=2'] });
+    for (const m of ['m-a', 'm-b', 'm-c', 'm-d', 'm-a']) {
+        await client(p2).chat.completions.create({ model: m, messages });
+    }
+    const samples = parseMetrics((await getJSON(`${p2.adminUrl}/metrics`)).body);
+    const count = (model) => metricValue(samples, 'gen_ai_server_request_duration_seconds_count',
+        { gen_ai_request_model: model });
+    assert.equal(count('m-a'), 2);
+    assert.equal(count('m-b'), 1);
+    assert.equal(count('m-c'), undefined, 'beyond the cap');
+    assert.equal(count('other'), 2, 'm-c and m-d fold into other');
+    assert.ok(metricValue(samples, 'infertap_metrics_label_overflow_total',
+        { metric: 'gen_ai.server.request.duration' }) >= 2);
+});
