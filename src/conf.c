@@ -245,8 +245,9 @@ static const tap_conf_item_t tap_conf_items[] = {
     TAP_CONF_I_STR(
         "otlp.headers", otlp.headers, "", tap_conf_check_pairs,
         "headers sent with every export, k=v,k2=v2 percent-encoded (OTEL_EXPORTER_OTLP_HEADERS)"),
-    TAP_CONF_I_ENUM("otlp.compression", otlp.compression, "gzip", tap_conf_w_compression,
-                    "compression of export requests"),
+    TAP_CONF_I_ENUM("otlp.compression", otlp.compression, "none", tap_conf_w_compression,
+                    "compression of export requests: gzip for a collector across a network "
+                    "(OTEL_EXPORTER_OTLP_COMPRESSION)"),
     TAP_CONF_I_DUR("otlp.timeout", otlp.timeout, "10s", 1,
                    "an export request not answered within this long fails"),
     TAP_CONF_I_DUR("otlp.metrics_interval", otlp.metrics_interval, "60s", 1,

@@ -193,7 +193,7 @@ test_defaults(void **state)
     assert_string_equal(cf->request_id_header, "x-request-id");
     assert_string_equal(cf->service_name, "infertap");
     assert_int_equal(cf->otlp.endpoint.n, 0);
-    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_GZIP);
+    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_NONE);
     assert_int_equal(cf->otlp.timeout, 10000);
     assert_int_equal(cf->otlp.metrics_interval, 60000);
     assert_int_equal(cf->otlp.traces_batch.delay, 5000);
@@ -547,8 +547,8 @@ test_set_types(void **state)
     tap_t_expect_set_error(cf, "balance", "random", "expected round_robin|least_request");
     tap_t_set_ok(cf, "tls.min_version", "1.3");
     assert_int_equal(cf->tls.min_version, TAP_CONF_TLS_1_3);
-    tap_t_set_ok(cf, "otlp.compression", "none");
-    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_NONE);
+    tap_t_set_ok(cf, "otlp.compression", "gzip");
+    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_GZIP);
 
     tap_t_set_ok(cf, "timeouts.connect", "750ms");
     assert_int_equal(cf->timeouts.connect, 750);
@@ -774,7 +774,7 @@ test_env_otel(void **state)
     setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4318/v1/metrics", 1);
     setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs/v1/logs", 1);
     setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=abc%20def,tenant=t1", 1);
-    setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none", 1);
+    setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", 1);
     setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2500", 1);
     setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,deployment.environment=dev", 1);
     setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", 1);
@@ -792,7 +792,7 @@ test_env_otel(void **state)
     assert_string_equal(cf->otlp.metrics_endpoint, "http://metrics:4318/v1/metrics");
     assert_string_equal(cf->otlp.logs_endpoint, "https://logs/v1/logs");
     assert_string_equal(cf->otlp.headers, "api-key=abc%20def,tenant=t1");
-    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_NONE);
+    assert_int_equal(cf->otlp.compression, TAP_CONF_COMPRESSION_GZIP);
     assert_int_equal(cf->otlp.timeout, 2500);
     assert_string_equal(cf->resource_attributes,
                         "service.name=from-attrs,deployment.environment=dev");
