@@ -318,8 +318,8 @@ tap_export_backoff(tap_exporter_t *e, unsigned sends)
  * the three date forms a recipient must accept.  Returns the wait in ms,
  * capped at backoff_max_ms, or -1 when v is absent or not understood.
  */
-static int64_t
-tap_export_retry_after(const tap_exporter_t *e, const char *v)
+int64_t
+tap_export_parse_retry_after(const char *v, int64_t cap_ms, time_t now)
 {
     static const char *const  fmts[] = {
         "%a, %d %b %Y %H:%M:%S GMT",       /* IMF-fixdate */
@@ -328,7 +328,7 @@ tap_export_retry_after(const tap_exporter_t *e, const char *v)
     };
     const char                *end;
     struct tm                  tm;
-    int64_t                    secs = -1, cap = TAP_MAX(e->conf.backoff_max_ms, 0);
+    int64_t                    secs = -1, cap = TAP_MAX(cap_ms, 0);
     time_t                     t;
     size_t                     i;
 
@@ -366,7 +366,7 @@ tap_export_retry_after(const tap_exporter_t *e, const char *v)
             if (*end != '\0' || (t = timegm(&tm)) == (time_t) -1) {
                 continue;
             }
-            t -= time(NULL);
+            t -= now;
             secs = t <= 0 ? 0 : TAP_MIN((int64_t) t, 1000000000);
         }
     }
@@ -423,32 +423,20 @@ failed:
 }
 
 
-/*
- * The items a 2xx response says were rejected (partial_success), 0 when the
- * body is empty or cannot be read: the status already said success.
- */
-static uint64_t
-tap_export_rejected(tap_exporter_t *e, struct evhttp_request *req)
+uint64_t
+tap_export_parse_response(tap_signal_e signal, const uint8_t *data, size_t len, int gzip)
 {
-    struct evbuffer         *in = evhttp_request_get_input_buffer(req);
-    const char              *ce;
     ProtobufCMessage        *msg;
     const tap_pb_tresp_t    *tr;
     const tap_pb_mresp_t    *mr;
     const tap_pb_lresp_t    *lr;
-    uint8_t                 *data, *plain = NULL;
+    uint8_t                 *plain = NULL;
     int64_t                  n = 0;
-    size_t                   len = evbuffer_get_length(in);
 
-    if (len == 0) {
+    if (len == 0 || (unsigned) signal >= TAP_SIGNAL_N) {
         return 0;
     }
-    data = evbuffer_pullup(in, -1);
-    if (data == NULL) {
-        return 0;
-    }
-    ce = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
-    if (ce != NULL && strcasecmp(ce, "gzip") == 0) {
+    if (gzip) {
         plain = tap_export_inflate(data, len, TAP_EXPORT_MAX_RESPONSE, &len);
         if (plain == NULL) {
             return 0;
@@ -456,9 +444,9 @@ tap_export_rejected(tap_exporter_t *e, struct evhttp_request *req)
         data = plain;
     }
 
-    msg = protobuf_c_message_unpack(tap_export_resp_desc[e->signal], NULL, len, data);
+    msg = protobuf_c_message_unpack(tap_export_resp_desc[signal], NULL, len, data);
     if (msg != NULL) {
-        switch (e->signal) {
+        switch (signal) {
         case TAP_SIGNAL_TRACES:
             tr = (const tap_pb_tresp_t *) msg;
             if (tr->partial_success != NULL && tr->partial_success->has_rejected_spans) {
@@ -482,6 +470,27 @@ tap_export_rejected(tap_exporter_t *e, struct evhttp_request *req)
     }
     free(plain);
     return n > 0 ? (uint64_t) n : 0;
+}
+
+
+/*
+ * The items a 2xx response says were rejected (partial_success), 0 when the
+ * body is empty or cannot be read: the status already said success.
+ */
+static uint64_t
+tap_export_rejected(tap_exporter_t *e, struct evhttp_request *req)
+{
+    struct evbuffer  *in = evhttp_request_get_input_buffer(req);
+    const char       *ce;
+    uint8_t          *data;
+    size_t            len = evbuffer_get_length(in);
+
+    if (len == 0 || (data = evbuffer_pullup(in, -1)) == NULL) {
+        return 0;
+    }
+    ce = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
+    return tap_export_parse_response(e->signal, data, len,
+        ce != NULL && strcasecmp(ce, "gzip") == 0);
 }
 
 
@@ -612,8 +621,8 @@ tap_export_on_response(struct evhttp_request *req, void *arg)
 
     } else if (status == 429 || status == 502 || status == 503 || status == 504) {
         tap_export_finish(e, TAP_EXPORT_RETRY, 0,
-            tap_export_retry_after(e, evhttp_find_header(evhttp_request_get_input_headers(req),
-                "Retry-After")), why);
+            tap_export_parse_retry_after(evhttp_find_header(evhttp_request_get_input_headers(req),
+                "Retry-After"), e->conf.backoff_max_ms, time(NULL)), why);
 
     } else {
         tap_export_finish(e, TAP_EXPORT_FAIL, 0, -1, why);

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <protobuf-c/protobuf-c.h>
@@ -99,5 +100,18 @@ int tap_exporter_busy(const tap_exporter_t *e);
 
 /* Drops what is queued (counted as dropped), cancels the request in flight, frees. */
 void tap_exporter_free(tap_exporter_t *e);
+
+/*
+ * The parsers of what a collector sends back (exported for tests and the
+ * fuzz target).  tap_export_parse_retry_after: a Retry-After value, delay
+ * seconds or an HTTP-date (against now), as milliseconds capped at cap_ms,
+ * or -1 when absent or not understood.  tap_export_parse_response: the
+ * items an Export*ServiceResponse (gzip-compressed when gzip is set)
+ * reports as rejected in its partial_success; 0 when there are none or the
+ * body cannot be read.
+ */
+int64_t tap_export_parse_retry_after(const char *v, int64_t cap_ms, time_t now);
+uint64_t tap_export_parse_response(tap_signal_e signal, const uint8_t *data, size_t len,
+    int gzip);
 
 #endif /* TAP_TELEMETRY_EXPORT_H */

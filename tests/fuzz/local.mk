@@ -6,7 +6,7 @@
 FUZZ_TESTS = tests/fuzz/fuzz_sim_request tests/fuzz/fuzz_request tests/fuzz/fuzz_response \
 	tests/fuzz/fuzz_sse tests/fuzz/fuzz_ndjson
 FUZZ_TESTS += tests/fuzz/fuzz_filters_native tests/fuzz/fuzz_filters_openai
-FUZZ_TESTS += tests/fuzz/fuzz_traceparent
+FUZZ_TESTS += tests/fuzz/fuzz_traceparent tests/fuzz/fuzz_otlp_response
 check_PROGRAMS += $(FUZZ_TESTS)
 TESTS += $(FUZZ_TESTS)
 EXTRA_DIST += tests/fuzz/corpus tests/run-test.sh
@@ -51,6 +51,10 @@ tests_fuzz_fuzz_filters_openai_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIB
 tests_fuzz_fuzz_traceparent_SOURCES = tests/fuzz/fuzz_traceparent.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_traceparent_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_traceparent_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_otlp_response_SOURCES = tests/fuzz/fuzz_otlp_response.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_otlp_response_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_otlp_response_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
 
 fuzz-check:
 	TAP_FUZZING=1 $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(FUZZ_TESTS)"
