@@ -192,7 +192,8 @@ test('export resumes when the collector comes back', async () => {
     const port = await freePort();
     const px = await startProxy({
         upstreams: [await upstream()],
-        args: ['--otlp-endpoint', `http://127.0.0.1:${port}`, ...FAST],
+        args: ['--otlp-endpoint', `http://127.0.0.1:${port}`, '--set', 'otlp.retry.max_attempts=100',
+            ...FAST],
     });
     for (let i = 0; i < 5; i++) {
         await fetch(`${px.url}/before${i}`);
@@ -203,5 +204,5 @@ test('export resumes when the collector comes back', async () => {
     const log = await rx.waitFor(() => rx.logs().find((l) => l.attrs.path === '/after'), 5000);
     assert.ok(log);
     /* the earlier ones were retried (backoff up to 2 s), not lost */
-    await rx.waitFor(() => rx.logs().length >= 6, 5000);
+    await rx.waitFor(() => rx.logs().length >= 6, 8000);
 });
