@@ -42,3 +42,7 @@ libinfertap_a_SOURCES += src/genai/genai.c src/genai/genai.h
 libinfertap_a_SOURCES += src/telemetry/pb.c src/telemetry/pb.h src/telemetry/metrics.h \
 	src/telemetry/export.h src/telemetry/export.c src/telemetry/metrics.c src/telemetry/telemetry.c src/telemetry/telemetry.h \
 	src/telemetry/spans.c
+
+# statistics (src/stats/)
+libinfertap_a_SOURCES += src/stats/prompts.c src/stats/prompts.h
+libinfertap_a_SOURCES += src/stats/hist.c src/stats/hist.h

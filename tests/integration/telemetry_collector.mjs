@@ -92,7 +92,7 @@ test('429 with Retry-After: 1 waits a second; 400 is not retried and counts as f
     const logs = rx.requests.filter((r) => r.signal === 'logs');
     assert.equal(logs.length, 2);
     const wait = logs[1].at - logs[0].answered;
-    assert.ok(wait >= 950 && wait < 1800, `Retry-After honoured: ${wait} ms`);
+    assert.ok(wait >= 950 && wait < 3000, `Retry-After honoured: ${wait} ms`);
     await new Promise((r) => setTimeout(r, 300));
     const tr = rx.requests.filter((r) => r.signal === 'traces');
     assert.equal(tr.length, 1, '400 is final');
@@ -156,8 +156,8 @@ test('a dead collector: latency unchanged, memory bounded, drops counted; a live
     }));
     const [lb, lp] = await latencies(base, px, 100);
     const rss1 = px.rss();
-    assert.ok(lp <= lb * 1.5 + 1, `median latency with a dead collector ${lp} ms vs ${lb} ms without export`);
-    assert.ok(lp0 <= lb0 * 1.5 + 1, `before the load: ${lp0} ms vs ${lb0} ms`);
+    assert.ok(lp <= lb * 1.5 + 2, `median latency with a dead collector ${lp} ms vs ${lb} ms without export`);
+    assert.ok(lp0 <= lb0 * 1.5 + 2, `before the load: ${lp0} ms vs ${lb0} ms`);
     if (!SANITIZED) {
         /* under ASan RSS means nothing (shadow memory, quarantine) */
         assert.ok(rss1 - rss0 < 32 * 1024 * 1024, `RSS grew by ${(rss1 - rss0) >> 10} KiB`);
@@ -179,7 +179,7 @@ test('a collector slower than otlp.timeout: traffic unaffected, the timeout is r
     const base = await startProxy({ upstreams: [up] });
     const px = await startProxy({ upstreams: [up], args: ['--otlp-endpoint', rx.url, ...FAST] });
     const [lb, lp] = await latencies(base, px, 60);
-    assert.ok(lp <= lb * 1.5 + 1, `median ${lp} ms vs ${lb} ms`);
+    assert.ok(lp <= lb * 1.5 + 2, `median ${lp} ms vs ${lb} ms`);
     let retried = 0;
     for (let i = 0; i < 100 && retried === 0; i++) {
         retried = tel(await metrics(px), 'retried_total', 'traces', rx.endpoint('traces'));

@@ -67,3 +67,24 @@ TESTS += tests/unit/test_metrics
 tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
 tests_unit_test_metrics_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_metrics_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+# the prompt table (src/stats/prompts.c): Space-Saving, statistics, anomalies, JSON
+check_PROGRAMS += tests/unit/test_prompts
+TESTS += tests/unit/test_prompts
+tests_unit_test_prompts_SOURCES = tests/unit/test_prompts.c
+tests_unit_test_prompts_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_prompts_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+# latency histograms and windows (src/stats/hist.c); the concurrent one is
+# what build-tsan/ (tools/check --sanitize) runs under ThreadSanitizer
+check_PROGRAMS += tests/unit/test_hist
+TESTS += tests/unit/test_hist
+tests_unit_test_hist_SOURCES = tests/unit/test_hist.c
+tests_unit_test_hist_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_hist_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_hist_concurrent
+TESTS += tests/unit/test_hist_concurrent
+tests_unit_test_hist_concurrent_SOURCES = tests/unit/test_hist_concurrent.c
+tests_unit_test_hist_concurrent_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_hist_concurrent_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(CMOCKA_LIBS)
