@@ -293,6 +293,16 @@ static const tap_conf_item_t tap_conf_items[] = {
                    "more are dropped and counted"),
     TAP_CONF_I_INT("metrics.max_label_values", metrics.max_label_values, "100", 1, 100000,
                    "distinct values of one label of one metric; more fold into 'other'"),
+    TAP_CONF_I_INT("analysis.prompt_table_size", analysis.prompt_table_size, "4096", 1,
+                   1048576, "prompts tracked by hash (GET /stats/prompts); the least counted "
+                   "makes room for a new one (Space-Saving)"),
+    TAP_CONF_I_INT("analysis.template_table_size", analysis.template_table_size, "512", 1,
+                   1048576, "templates (prompt prefixes) tracked by hash (GET /stats/templates)"),
+    TAP_CONF_I_DBL("analysis.anomaly_k", analysis.anomaly_k, "3", 0.1, 1000.0,
+                   "an exchange whose latency, TTFT or output tokens lies more than this many "
+                   "standard deviations from its prompt's mean is flagged"),
+    TAP_CONF_I_INT("analysis.anomaly_min_samples", analysis.anomaly_min_samples, "5", 2, 1000000,
+                   "samples a prompt needs before its exchanges can be flagged"),
     TAP_CONF_I_ENUM("sampling.sampler", sampling.sampler, "parentbased_always_on",
                     tap_conf_w_sampler, "head sampler of spans (OTEL_TRACES_SAMPLER)"),
     TAP_CONF_I_DBL(

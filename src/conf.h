@@ -184,6 +184,12 @@ typedef struct tap_conf_s {
         int max_label_values;
     } metrics;
     struct {
+        int prompt_table_size;
+        int template_table_size;
+        double anomaly_k;
+        int anomaly_min_samples;
+    } analysis;
+    struct {
         int sampler; /* tap_conf_sampler_e */
         double ratio;
         struct {

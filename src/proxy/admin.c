@@ -1,5 +1,6 @@
 /*
- * admin.c: the admin listener: /healthz, /readyz and /metrics.
+ * admin.c: the admin listener: /healthz, /readyz, /metrics, /stats/prompts and
+ * /stats/templates.
  *
  * It runs on the control thread's event_base (the thread that called
  * tap_proxy_run(), never a worker), with libevent's evhttp: the admin side
@@ -254,6 +255,7 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
     tap_proxy_t      *px = arg;
     const char       *uri = evhttp_request_get_uri(req);
     struct evbuffer  *b = evbuffer_new();
+    const char       *query, *err = NULL;
     size_t            plen;
 
     if (b == NULL) {
@@ -297,6 +299,22 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
         } else {
             tap_tel_prometheus(px->tel, b, 0);
             tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+        }
+
+    } else if (TAP_ADMIN_IS(uri, plen, "/stats/prompts")
+               || TAP_ADMIN_IS(uri, plen, "/stats/templates"))
+    {
+        query = uri[plen] == '?' ? uri + plen + 1 : "";
+        if (tap_tel_prompts_json(px->tel, TAP_ADMIN_IS(uri, plen, "/stats/templates"), query,
+                strlen(query), b, &err) == TAP_OK)
+        {
+            evbuffer_add(b, "\n", 1);
+            tap_admin_reply(req, 200, "OK", "application/json", b);
+        } else {
+            evbuffer_drain(b, evbuffer_get_length(b));
+            evbuffer_add_printf(b, "{\"error\":{\"message\":\"%s\","
+                "\"type\":\"infertap_error\",\"code\":\"bad_request\"}}\n", err);
+            tap_admin_reply(req, 400, "Bad Request", "application/json", b);
         }
 
     } else {

@@ -243,6 +243,10 @@ tap_psettings_tel(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
     ts->tail_anomalies = cf->sampling.tail.anomalies != 0;
     ts->tail_slower_than_ms = (int64_t) cf->sampling.tail.slower_than;
     ts->tail_min_tokens = cf->sampling.tail.min_tokens;
+    ts->prompt_capacity = (unsigned) cf->analysis.prompt_table_size;
+    ts->prefix_capacity = (unsigned) cf->analysis.template_table_size;
+    ts->anomaly_k = cf->analysis.anomaly_k;
+    ts->anomaly_min_samples = (unsigned) cf->analysis.anomaly_min_samples;
 
     s->has_tel = s->has_admin || ts->nurls[TAP_SIGNAL_TRACES] > 0
                  || ts->nurls[TAP_SIGNAL_METRICS] > 0 || ts->nurls[TAP_SIGNAL_LOGS] > 0;

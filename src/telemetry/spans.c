@@ -217,8 +217,34 @@ tap_span_genai(tap_attrs_t *at, const tap_exchange_t *ex)
 }
 
 
+/* The anomaly event of the CLIENT span: its kind and numbers. */
+static tap_pb_event_t *
+tap_span_anomaly_event(tap_arena_t *a, const tap_exchange_t *ex, const tap_prompt_anomaly_t *an)
+{
+    tap_pb_event_t  *ev = TAP_ARENA_NEW(a, tap_pb_event_t);
+    tap_attrs_t      at;
+
+    if (ev == NULL) {
+        return NULL;
+    }
+    opentelemetry__proto__trace__v1__span__event__init(ev);
+    ev->has_time_unix_nano = 1;
+    ev->time_unix_nano = tap_trec_wall(ex, ex->last_byte ? ex->last_byte : ex->t0);
+    ev->name = "infertap.anomaly";
+    tap_attrs_init(&at, a);
+    tap_attr_str(&at, "infertap.anomaly.kind", an->reason);
+    if (an->detail[0] != '\0') {
+        tap_attr_str(&at, "infertap.anomaly.detail", an->detail);
+    }
+    ev->attributes = at.kv;
+    ev->n_attributes = at.n;
+    return ev;
+}
+
+
 size_t
-tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out)
+tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
+    const tap_prompt_t *prompt, tap_pb_span_t **out)
 {
     const tap_exchange_t  *ex = &r->ex;
     tap_pb_span_t         *srv, *cli;
@@ -306,6 +332,21 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out)
     if (ex->anomaly) {
         tap_attr_bool(&at, "infertap.anomaly", 1);
     }
+    if (an != NULL && an->reason != NULL) {
+        tap_attr_str(&at, "infertap.anomaly.kind", an->reason);
+    }
+    if (prompt != NULL) {
+        int  exact;
+
+        tap_attr_int(&at, "infertap.prompt.count", (int64_t) prompt->count);
+        tap_attr_int(&at, "infertap.prompt.distinct_completions",
+            (int64_t) tap_prompt_distinct(prompt, &exact));
+        if (prompt->e2e.n > 1) {
+            tap_attr_double(&at, "infertap.prompt.e2e_ms.mean", prompt->e2e.mean);
+            tap_attr_double(&at, "infertap.prompt.e2e_ms.stddev",
+                tap_prompt_stat_stddev(&prompt->e2e));
+        }
+    }
     err = tap_span_error(ex, 1, ebuf, sizeof(ebuf));
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
@@ -314,18 +355,21 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out)
     cli->n_attributes = at.n;
     tap_span_status(a, cli, err);
 
-    if (ex->gen.first_token > 0) {
-        evp = TAP_ARENA_NEW(a, tap_pb_event_t);
-        evs = tap_arena_alloc(a, sizeof(tap_pb_event_t *));
-        if (evp != NULL && evs != NULL) {
+    evs = tap_arena_alloc(a, 2 * sizeof(tap_pb_event_t *));
+    if (evs != NULL) {
+        if (ex->gen.first_token > 0 && (evp = TAP_ARENA_NEW(a, tap_pb_event_t)) != NULL) {
             opentelemetry__proto__trace__v1__span__event__init(evp);
             evp->has_time_unix_nano = 1;
             evp->time_unix_nano = tap_trec_wall(ex, ex->gen.first_token);
             evp->name = "infertap.first_token";
-            evs[0] = evp;
-            cli->events = evs;
-            cli->n_events = 1;
+            evs[cli->n_events++] = evp;
         }
+        if (an != NULL && an->reason != NULL
+            && (evp = tap_span_anomaly_event(a, ex, an)) != NULL)
+        {
+            evs[cli->n_events++] = evp;
+        }
+        cli->events = evs;
     }
     out[1] = cli;
     return 2;
@@ -333,7 +377,7 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out)
 
 
 tap_pb_log_t *
-tap_tel_log(tap_arena_t *a, const tap_trec_t *r)
+tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an)
 {
     const tap_exchange_t  *ex = &r->ex;
     const tap_gen_t       *g = &ex->gen;
@@ -471,6 +515,9 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r)
     tap_attr_int(&at, "bytes_in", (int64_t) ex->bytes_in);
     tap_attr_int(&at, "bytes_out", (int64_t) ex->bytes_out);
     tap_attr_int(&at, "retries", ex->retries);
+    if (an != NULL && an->reason != NULL) {
+        tap_attr_str(&at, "anomaly", an->reason);
+    }
     lr->attributes = at.kv;
     lr->n_attributes = at.n;
     return lr;

@@ -94,6 +94,10 @@ struct tap_tel_s {
     tap_mfam_t             *f_dropped;
     tap_mfam_t             *f_failed;
     tap_mfam_t             *f_retried;
+    tap_mfam_t             *f_anomalies;
+
+    tap_prompts_t          *prompts;
+    tap_prompts_t          *templates;
 };
 
 
@@ -185,6 +189,10 @@ static const tap_mfam_def_t  tap_d_failed = TAP_COUNTER("infertap.telemetry.fail
     "Items an endpoint refused, or still failing after the last attempt.", tap_l_export);
 static const tap_mfam_def_t  tap_d_retried = TAP_COUNTER("infertap.telemetry.retried",
     "Items sent again after a retryable failure.", tap_l_export);
+static const char *const     tap_l_kind[] = { "kind" };
+static const tap_mfam_def_t  tap_d_anomalies = TAP_COUNTER("infertap.analysis.anomalies",
+    "Exchanges flagged: e2e, ttft or output_tokens far from their prompt's mean, or "
+    "nondeterministic.", tap_l_kind);
 
 
 int
@@ -488,12 +496,20 @@ tap_tel_batch_added(tap_tel_batch_t *b)
 
 
 static void
-tap_tel_record(tap_tel_t *tel, const tap_trec_t *r)
+tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
 {
-    tap_keep_e      keep;
-    tap_pb_span_t  *spans[2];
-    tap_pb_log_t   *log;
-    size_t          n, i;
+    tap_keep_e             keep;
+    tap_pb_span_t         *spans[2];
+    tap_pb_log_t          *log;
+    tap_prompt_anomaly_t   an;
+    const tap_prompt_t    *prompt;
+    size_t                 n, i;
+
+    prompt = tap_prompts_observe(tel->prompts, &r->ex, &an);
+    tap_prompts_observe(tel->templates, &r->ex, NULL);
+    if (an.flags != 0) {
+        r->ex.anomaly = 1;
+    }
 
     tap_tel_record_metrics(tel, &r->ex);
 
@@ -503,7 +519,7 @@ tap_tel_record(tap_tel_t *tel, const tap_trec_t *r)
     if (keep != TAP_KEEP_DROP && tel->nexp[TAP_SIGNAL_TRACES] > 0
         && tap_tel_batch_room(&tel->traces, 2) == TAP_OK)
     {
-        n = tap_tel_spans(&tel->traces.arena, r, spans);
+        n = tap_tel_spans(&tel->traces.arena, r, an.flags ? &an : NULL, prompt, spans);
         for (i = 0; i < n; i++) {
             tel->traces.items[tel->traces.n++] = spans[i];
         }
@@ -511,7 +527,7 @@ tap_tel_record(tap_tel_t *tel, const tap_trec_t *r)
     }
 
     if (tel->nexp[TAP_SIGNAL_LOGS] > 0 && tap_tel_batch_room(&tel->logs, 1) == TAP_OK) {
-        log = tap_tel_log(&tel->logs.arena, r);
+        log = tap_tel_log(&tel->logs.arena, r, an.flags ? &an : NULL);
         if (log != NULL) {
             tel->logs.items[tel->logs.n++] = log;
         }
@@ -583,6 +599,12 @@ tap_tel_on_collect(tap_mreg_t *reg, void *arg)
     v[0] = "exchanges";
     v[1] = NULL;
     tap_metric_set(tel->f_dropped, v, (double) dropped);
+
+    for (i = 0; i < TAP_PROMPT_ANOMALY_N; i++) {
+        v[0] = tap_prompt_anomaly_names[i];
+        tap_metric_set(tel->f_anomalies, v,
+            (double) tap_prompts_totals(tel->prompts)->anomalies[i]);
+    }
 
     for (s = 0; s < TAP_SIGNAL_N; s++) {
         for (i = 0; i < tel->nexp[s]; i++) {
@@ -673,6 +695,7 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
 {
     tap_tel_t          *tel;
     tap_export_conf_t   ec;
+    tap_prompts_conf_t  pc;
     struct timeval      tv;
     size_t              s, i;
 
@@ -715,8 +738,23 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
         || (tel->f_rejected = tap_mreg_add(tel->reg, &tap_d_rejected)) == NULL
         || (tel->f_dropped = tap_mreg_add(tel->reg, &tap_d_dropped)) == NULL
         || (tel->f_failed = tap_mreg_add(tel->reg, &tap_d_failed)) == NULL
-        || (tel->f_retried = tap_mreg_add(tel->reg, &tap_d_retried)) == NULL)
+        || (tel->f_retried = tap_mreg_add(tel->reg, &tap_d_retried)) == NULL
+        || (tel->f_anomalies = tap_mreg_add(tel->reg, &tap_d_anomalies)) == NULL)
     {
+        goto nomem;
+    }
+
+    tap_prompts_conf_init(&pc, TAP_PROMPTS_KEY_PROMPT);
+    pc.capacity = ts->prompt_capacity;
+    pc.k = ts->anomaly_k;
+    pc.min_samples = ts->anomaly_min_samples;
+    tel->prompts = tap_prompts_create(&pc);
+    tap_prompts_conf_init(&pc, TAP_PROMPTS_KEY_PREFIX);
+    pc.capacity = ts->prefix_capacity;
+    pc.k = ts->anomaly_k;
+    pc.min_samples = ts->anomaly_min_samples;
+    tel->templates = tap_prompts_create(&pc);
+    if (tel->prompts == NULL || tel->templates == NULL) {
         goto nomem;
     }
     tap_mreg_on_collect(tel->reg, tap_tel_on_collect, tel);
@@ -791,6 +829,25 @@ tap_tel_prometheus(tap_tel_t *tel, struct evbuffer *out, int openmetrics)
 {
     tap_tel_drain(tel);
     tap_mreg_prometheus(tel->reg, out, openmetrics);
+}
+
+
+int
+tap_tel_prompts_json(tap_tel_t *tel, int templates, const char *query, size_t len,
+    struct evbuffer *out, const char **err)
+{
+    tap_prompts_t        *t = templates ? tel->templates : tel->prompts;
+    tap_prompts_query_t   q;
+
+    if (tap_prompts_parse_query(t, query, len, &q, err) != TAP_OK) {
+        return TAP_ERROR;
+    }
+    tap_tel_drain(tel);
+    if (tap_prompts_json(t, &q, out) != TAP_OK) {
+        *err = "out of memory";
+        return TAP_ERROR;
+    }
+    return TAP_OK;
 }
 
 
@@ -877,6 +934,8 @@ tap_tel_shutdown(tap_tel_t *tel, int64_t timeout_ms)
     if (tel->reg != NULL) {
         tap_mreg_free(tel->reg);
     }
+    tap_prompts_destroy(tel->prompts);
+    tap_prompts_destroy(tel->templates);
     if (tel->rings != NULL) {
         for (i = 0; i < tel->nrings; i++) {
             free(tel->rings[i].slots);

@@ -10,6 +10,9 @@
  *
  *   - updates the metric registry (metrics.h): GenAI histograms, infertap's
  *     own; metrics and logs are never sampled;
+ *   - counts it in the prompt and template tables (stats/prompts.h), which
+ *     flag anomalies: a resource use far from the prompt's own mean, or a
+ *     deterministic request with a new distinct completion;
  *   - decides tail sampling: the head sampler's decision (made on the worker,
  *     carried in the traceparent sent upstream) or a tail rule (error, slow,
  *     many tokens, anomaly) keeps the exchange's spans;
@@ -34,6 +37,7 @@
 #include "exchange.h"
 #include "telemetry/export.h"
 #include "telemetry/metrics.h"
+#include "stats/prompts.h"
 
 #define TAP_TREC_PATH_MAX  256
 
@@ -60,6 +64,10 @@ typedef struct tap_tsettings_s {
     unsigned           tail_anomalies:1;
     int64_t            tail_slower_than_ms;  /* 0: off */
     int64_t            tail_min_tokens;      /* 0: off */
+    unsigned           prompt_capacity;      /* prompt table entries */
+    unsigned           prefix_capacity;      /* template (prefix) table entries */
+    double             anomaly_k;            /* standard deviations */
+    unsigned           anomaly_min_samples;
 } tap_tsettings_t;
 
 /* One finished exchange, as the telemetry side keeps it. */
@@ -107,9 +115,18 @@ void tap_tel_prometheus(tap_tel_t *t, struct evbuffer *out, int openmetrics);
  */
 void tap_tel_shutdown(tap_tel_t *t, int64_t timeout_ms);
 
-/* The spans and log record of one exchange (spans.c). */
-size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, tap_pb_span_t **out);
-tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r);
+/*
+ * /stats/prompts and /stats/templates: drains, then writes the ranking the
+ * query asks for.  Returns TAP_OK, or TAP_ERROR with a static message in
+ * *err for a bad query.
+ */
+int tap_tel_prompts_json(tap_tel_t *t, int templates, const char *query, size_t len,
+    struct evbuffer *out, const char **err);
+
+/* The spans and log record of one exchange (spans.c); an may be NULL. */
+size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
+    const tap_prompt_t *prompt, tap_pb_span_t **out);
+tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an);
 
 /* Realtime nanoseconds of a monotonic stamp of the exchange (0 stays 0). */
 static inline uint64_t

@@ -70,3 +70,5 @@ TESTS += tests/integration/telemetry_collector.mjs
 EXTRA_DIST += tests/integration/telemetry_collector.mjs
 TESTS += tests/integration/telemetry_prometheus.mjs
 EXTRA_DIST += tests/integration/telemetry_prometheus.mjs
+TESTS += tests/integration/analysis_prompts.mjs
+EXTRA_DIST += tests/integration/analysis_prompts.mjs
