@@ -303,6 +303,9 @@ static const tap_conf_item_t tap_conf_items[] = {
                    "standard deviations from its prompt's mean is flagged"),
     TAP_CONF_I_INT("analysis.anomaly_min_samples", analysis.anomaly_min_samples, "5", 2, 1000000,
                    "samples a prompt needs before its exchanges can be flagged"),
+    TAP_CONF_I_INT("analysis.max_series", analysis.max_series, "64", 1, 65536,
+                   "latency series (model x upstream x route x status class) each worker "
+                   "keeps for GET /stats; more fold into one 'other' series"),
     TAP_CONF_I_ENUM("sampling.sampler", sampling.sampler, "parentbased_always_on",
                     tap_conf_w_sampler, "head sampler of spans (OTEL_TRACES_SAMPLER)"),
     TAP_CONF_I_DBL(

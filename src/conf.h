@@ -188,6 +188,7 @@ typedef struct tap_conf_s {
         int template_table_size;
         double anomaly_k;
         int anomaly_min_samples;
+        int max_series;
     } analysis;
     struct {
         int sampler; /* tap_conf_sampler_e */

@@ -46,3 +46,4 @@ libinfertap_a_SOURCES += src/telemetry/pb.c src/telemetry/pb.h src/telemetry/met
 # statistics (src/stats/)
 libinfertap_a_SOURCES += src/stats/prompts.c src/stats/prompts.h
 libinfertap_a_SOURCES += src/stats/hist.c src/stats/hist.h
+libinfertap_a_SOURCES += src/stats/series.c src/stats/series.h

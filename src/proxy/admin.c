@@ -1,6 +1,6 @@
 /*
- * admin.c: the admin listener: /healthz, /readyz, /metrics, /stats/prompts and
- * /stats/templates.
+ * admin.c: the admin listener: /healthz, /readyz, /metrics, /stats,
+ * /stats/prompts and /stats/templates.
  *
  * It runs on the control thread's event_base (the thread that called
  * tap_proxy_run(), never a worker), with libevent's evhttp: the admin side
@@ -205,6 +205,20 @@ tap_admin_metrics_cleanup(tap_proxy_t *px)
 }
 
 
+/* GET /stats: the workers' latency series, merged. */
+static void
+tap_admin_stats(tap_proxy_t *px, struct evbuffer *b)
+{
+    tap_lstats_t  *shards[px->nworkers ? px->nworkers : 1];
+    unsigned       i;
+
+    for (i = 0; i < px->nworkers; i++) {
+        shards[i] = &px->workers[i].lat;
+    }
+    tap_lstats_json(shards, px->nworkers, (uint64_t) tap_now_ns(), b);
+}
+
+
 /*
  * OpenMetrics when the client prefers it: Prometheus lists
  * application/openmetrics-text first (with the higher q) when it can parse
@@ -300,6 +314,10 @@ tap_admin_on_request(struct evhttp_request *req, void *arg)
             tap_tel_prometheus(px->tel, b, 0);
             tap_admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
         }
+
+    } else if (TAP_ADMIN_IS(uri, plen, "/stats")) {
+        tap_admin_stats(px, b);
+        tap_admin_reply(req, 200, "OK", "application/json", b);
 
     } else if (TAP_ADMIN_IS(uri, plen, "/stats/prompts")
                || TAP_ADMIN_IS(uri, plen, "/stats/templates"))

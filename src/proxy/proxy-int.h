@@ -33,6 +33,7 @@
 #include "proxy/response.h"
 #include "proxy/settings.h"
 #include "proxy/trace.h"
+#include "stats/series.h"
 #include "telemetry/telemetry.h"
 
 /* Bytes queued toward a peer before the other side stops reading. */
@@ -207,6 +208,7 @@ struct tap_worker_s {
     unsigned                 nconns;
     tap_alog_buf_t           log;
     tap_tring_t             *tring;    /* to the telemetry hub; NULL: none */
+    tap_lstats_t             lat;      /* latency percentiles per series (GET /stats) */
 };
 
 struct tap_proxy_s {

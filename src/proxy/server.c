@@ -344,6 +344,7 @@ tap_txn_finish(tap_txn_t *t)
     if (w->tring != NULL) {
         tap_tring_push(w->tring, &t->ex);
     }
+    tap_lstats_record(&w->lat, &t->ex, (uint64_t) t->ex.last_byte);
 
     dc->txn = NULL;
     tap_fx_free(t->fx);

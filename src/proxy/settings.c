@@ -51,6 +51,7 @@ tap_psettings_defaults(tap_psettings_t *s)
     s->max_connections = 10000;
     s->sampler = TAP_CONF_SAMPLER_PARENTBASED_ALWAYS_ON;
     s->sample_ratio = 1.0;
+    s->max_series = 64;
 }
 
 
@@ -187,6 +188,7 @@ tap_psettings_tel(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
     tap_conf_list_t   pairs = { 0 };
     unsigned          q;
 
+    s->max_series = (unsigned) cf->analysis.max_series;
     s->sampler = cf->sampling.sampler;
     s->sample_ratio = cf->sampling.ratio;
 

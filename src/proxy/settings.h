@@ -82,6 +82,7 @@ typedef struct tap_psettings_s {
     tap_fconf_t    fconf;                  /* filters, routes, scores */
     unsigned       has_fconf:1;
 
+    unsigned       max_series;             /* latency series per worker (GET /stats) */
     int            sampler;                /* head sampler, tap_conf_sampler_e */
     double         sample_ratio;
     tap_tsettings_t  tel;                  /* metrics, spans, logs, exporters */

@@ -170,6 +170,7 @@ tap_worker_cleanup(tap_worker_t *w)
     tap_worker_free_listeners(w);
     tap_worker_kill_all(w);
     tap_alog_buf_cleanup(&w->log);
+    tap_lstats_cleanup(&w->lat);
     free(w->listeners);
     free(w->pools);
     if (w->notify_ev != NULL) {
@@ -224,7 +225,8 @@ tap_worker_init(tap_worker_t *w, tap_proxy_t *px, unsigned id, tap_paddr_t *addr
     w->notify_ev = event_new(w->base, w->notify[0], EV_READ | EV_PERSIST, tap_worker_on_notify,
         w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) != 0
-        || tap_alog_buf_init(&w->log, px->alog, w->base) != TAP_OK)
+        || tap_alog_buf_init(&w->log, px->alog, w->base) != TAP_OK
+        || (px->ps->has_admin && tap_lstats_init(&w->lat, px->ps->max_series) != TAP_OK))
     {
         fprintf(stderr, "infertap: worker %u: out of resources\n", id);
         return TAP_ERROR;

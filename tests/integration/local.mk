@@ -72,3 +72,5 @@ TESTS += tests/integration/telemetry_prometheus.mjs
 EXTRA_DIST += tests/integration/telemetry_prometheus.mjs
 TESTS += tests/integration/analysis_prompts.mjs
 EXTRA_DIST += tests/integration/analysis_prompts.mjs
+TESTS += tests/integration/analysis_stats.mjs
+EXTRA_DIST += tests/integration/analysis_stats.mjs

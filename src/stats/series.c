@@ -1,0 +1,311 @@
+/*
+ * series.c: latency percentiles per series (see series.h).
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "tap_core.h"
+#include "stats/series.h"
+
+static const char *const  tap_lat_names[TAP_LAT_N] = {
+    "e2e_ms", "ttft_ms", "tpot_ms", "upstream_ms", "overhead_ms",
+};
+
+static const char *const  tap_win_names[] = { "1m", "5m", "all" };
+static const tap_win_e    tap_win_order[] = { TAP_WIN_1M, TAP_WIN_5M, TAP_WIN_ALL };
+
+
+int
+tap_lstats_init(tap_lstats_t *s, unsigned capacity)
+{
+    unsigned  size;
+
+    memset(s, 0, sizeof(*s));
+    for (size = 16; size < capacity * 2; size <<= 1) {
+        /* a power of two, at most half full */
+    }
+    s->capacity = capacity;
+    s->mask = size - 1;
+    s->series = calloc(capacity + 1, sizeof(tap_lseries_t));
+    s->index = calloc(size, sizeof(unsigned));
+    if (s->series == NULL || s->index == NULL) {
+        tap_lstats_cleanup(s);
+        return TAP_ERROR;
+    }
+    return TAP_OK;
+}
+
+
+void
+tap_lstats_cleanup(tap_lstats_t *s)
+{
+    unsigned  i, k, n;
+
+    if (s->series != NULL) {
+        n = atomic_load_explicit(&s->n, memory_order_acquire);
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < TAP_LAT_N; k++) {
+                tap_whist_cleanup(&s->series[i].h[k]);
+            }
+        }
+        if (s->other_on) {
+            for (k = 0; k < TAP_LAT_N; k++) {
+                tap_whist_cleanup(&s->series[s->capacity].h[k]);
+            }
+        }
+    }
+    free(s->series);
+    free(s->index);
+    memset(s, 0, sizeof(*s));
+}
+
+
+static void
+tap_lseries_setup(tap_lseries_t *ls, uint64_t hash, const char *model, const char *upstream,
+    const char *route, const char *status)
+{
+    unsigned  k;
+
+    ls->hash = hash;
+    snprintf(ls->model, sizeof(ls->model), "%s", model);
+    snprintf(ls->upstream, sizeof(ls->upstream), "%s", upstream);
+    snprintf(ls->route, sizeof(ls->route), "%s", route);
+    snprintf(ls->status, sizeof(ls->status), "%s", status);
+    for (k = 0; k < TAP_LAT_N; k++) {
+        tap_whist_init(&ls->h[k]);
+    }
+}
+
+
+/* The series of a key: found, created, or the catch-all. */
+static tap_lseries_t *
+tap_lstats_get(tap_lstats_t *s, const char *model, const char *upstream, const char *route,
+    const char *status)
+{
+    tap_lseries_t  *ls;
+    char            key[4 * TAP_LSERIES_STR];
+    uint64_t        hash;
+    unsigned        i, n, slot;
+    int             len;
+
+    /* the fields NUL-separated: "a" + "bc" and "ab" + "c" differ */
+    len = snprintf(key, sizeof(key), "%.95s%c%.95s%c%.95s%c%.7s", model, 0, upstream, 0, route,
+        0, status);
+    hash = XXH3_64bits(key, (size_t) TAP_MIN(TAP_MAX(len, 0), (int) sizeof(key) - 1));
+
+    for (i = (unsigned) hash & s->mask; s->index[i] != 0; i = (i + 1) & s->mask) {
+        ls = &s->series[s->index[i] - 1];
+        if (ls->hash == hash && strcmp(ls->model, model) == 0
+            && strcmp(ls->upstream, upstream) == 0 && strcmp(ls->route, route) == 0
+            && strcmp(ls->status, status) == 0)
+        {
+            return ls;
+        }
+    }
+    slot = i;
+
+    n = atomic_load_explicit(&s->n, memory_order_relaxed);
+    if (n == s->capacity) {
+        ls = &s->series[s->capacity];
+        if (!s->other_on) {
+            tap_lseries_setup(ls, 0, "other", "other", "other", "other");
+            s->other_on = 1;
+        }
+        atomic_store_explicit(&s->folded,
+            atomic_load_explicit(&s->folded, memory_order_relaxed) + 1, memory_order_relaxed);
+        return ls;
+    }
+
+    ls = &s->series[n];
+    tap_lseries_setup(ls, hash, model, upstream, route, status);
+    s->index[slot] = n + 1;
+    atomic_store_explicit(&s->n, n + 1, memory_order_release);
+    return ls;
+}
+
+
+void
+tap_lstats_record(tap_lstats_t *s, const tap_exchange_t *ex, uint64_t now_ns)
+{
+    static const char *const  classes[] = { "none", "1xx", "2xx", "3xx", "4xx", "5xx" };
+    const tap_gen_t          *g = &ex->gen;
+    tap_lseries_t            *ls;
+    char                      route[TAP_LSERIES_STR], model[TAP_LSERIES_STR];
+    int64_t                   end, dur, up;
+    unsigned                  cls;
+
+    if (s->series == NULL) {
+        return;
+    }
+    /* keys as stored (cut to TAP_LSERIES_STR - 1), so that lookups compare equal */
+    snprintf(model, sizeof(model), "%.*s", (int) sizeof(model) - 1,
+        g->model[0] ? g->model : g->response_model[0] ? g->response_model : "-");
+    if (ex->analysed && ex->path != NULL) {
+        snprintf(route, sizeof(route), "%.*s", (int) TAP_MIN(ex->path_len, sizeof(route) - 1),
+            ex->path);
+    } else {
+        strcpy(route, "-");
+    }
+    cls = (ex->status >= 100 && ex->status < 600) ? (unsigned) ex->status / 100 : 0;
+    ls = tap_lstats_get(s, model, ex->upstream[0] ? ex->upstream : "-", route, classes[cls]);
+
+    end = ex->last_byte ? ex->last_byte : ex->t0;
+    dur = end > ex->t0 ? end - ex->t0 : 0;
+    up = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
+
+    tap_whist_record(&ls->h[TAP_LAT_E2E], now_ns, (uint64_t) dur);
+    tap_whist_record(&ls->h[TAP_LAT_OVERHEAD], now_ns, (uint64_t) (dur - up));
+    if (ex->upstream_start) {
+        tap_whist_record(&ls->h[TAP_LAT_UPSTREAM], now_ns, (uint64_t) up);
+    }
+    if (ex->ttft_ms >= 0) {
+        tap_whist_record(&ls->h[TAP_LAT_TTFT], now_ns, (uint64_t) (ex->ttft_ms * 1e6));
+    }
+    if (ex->tpot_ms >= 0) {
+        tap_whist_record(&ls->h[TAP_LAT_TPOT], now_ns, (uint64_t) (ex->tpot_ms * 1e6));
+    }
+}
+
+
+static void
+tap_lstats_json_str(struct evbuffer *out, const char *name, const char *v)
+{
+    const unsigned char  *p;
+
+    evbuffer_add_printf(out, "\"%s\":\"", name);
+    for (p = (const unsigned char *) v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            evbuffer_add_printf(out, "\\%c", *p);
+        } else if (*p < 0x20) {
+            evbuffer_add_printf(out, "\\u%04x", *p);
+        } else {
+            evbuffer_add(out, p, 1);
+        }
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+
+static void
+tap_lstats_json_hist(struct evbuffer *out, const tap_hist_t *h)
+{
+    static const double       ps[] = { 50, 90, 95, 99, 99.9 };
+    static const char *const  pn[] = { "p50", "p90", "p95", "p99", "p999" };
+    size_t                    i;
+
+    if (tap_hist_count(h) == 0) {
+        evbuffer_add_printf(out, "{\"count\":0}");
+        return;
+    }
+    evbuffer_add_printf(out, "{\"count\":%llu,\"min\":%.6f,\"max\":%.6f,\"mean\":%.6f",
+        (unsigned long long) tap_hist_count(h), tap_hist_min(h) / 1e6, tap_hist_max(h) / 1e6,
+        tap_hist_mean(h) / 1e6);
+    for (i = 0; i < TAP_NELEMS(ps); i++) {
+        evbuffer_add_printf(out, ",\"%s\":%.6f", pn[i], tap_hist_percentile(h, ps[i]) / 1e6);
+    }
+    evbuffer_add(out, "}", 1);
+}
+
+
+/* Is series j of shard `sh` the first of its key (earlier shards, earlier series)? */
+static int
+tap_lstats_same(const tap_lseries_t *a, const tap_lseries_t *b)
+{
+    return a->hash == b->hash && strcmp(a->model, b->model) == 0
+           && strcmp(a->upstream, b->upstream) == 0 && strcmp(a->route, b->route) == 0
+           && strcmp(a->status, b->status) == 0;
+}
+
+
+int
+tap_lstats_json(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
+    struct evbuffer *out)
+{
+    const tap_lseries_t  *ls, *o;
+    tap_hist_t            h;
+    unsigned              sh, i, s2, j, k, w, n, n2, first = 1, dup;
+    uint64_t              folded = 0;
+    int                   rc = TAP_OK;
+
+    evbuffer_add_printf(out, "{\"windows\":{\"1m\":\"the last 60-70 s\","
+        "\"5m\":\"the last 5-6 min\",\"all\":\"since start\"},\"series\":[");
+    tap_hist_init(&h);
+
+    for (sh = 0; sh < nshards; sh++) {
+        n = atomic_load_explicit(&shards[sh]->n, memory_order_acquire);
+        folded += atomic_load_explicit(&shards[sh]->folded, memory_order_relaxed);
+        for (i = 0; i <= n; i++) {
+            if (i == n) {
+                if (folded == 0 || sh != nshards - 1) {
+                    break;
+                }
+                /* the catch-all series last, once, over every shard */
+                ls = NULL;
+            } else {
+                ls = &shards[sh]->series[i];
+                /* a key seen in an earlier shard was written there */
+                for (dup = 0, s2 = 0; s2 < sh && !dup; s2++) {
+                    n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                    for (j = 0; j < n2 && !dup; j++) {
+                        dup = tap_lstats_same(&shards[s2]->series[j], ls);
+                    }
+                }
+                if (dup) {
+                    continue;
+                }
+            }
+
+            evbuffer_add_printf(out, "%s{", first ? "" : ",");
+            first = 0;
+            tap_lstats_json_str(out, "model", ls ? ls->model : "other");
+            evbuffer_add(out, ",", 1);
+            tap_lstats_json_str(out, "upstream", ls ? ls->upstream : "other");
+            evbuffer_add(out, ",", 1);
+            tap_lstats_json_str(out, "route", ls ? ls->route : "other");
+            evbuffer_add(out, ",", 1);
+            tap_lstats_json_str(out, "status", ls ? ls->status : "other");
+
+            for (k = 0; k < TAP_LAT_N; k++) {
+                evbuffer_add_printf(out, ",\"%s\":{", tap_lat_names[k]);
+                for (w = 0; w < TAP_NELEMS(tap_win_order); w++) {
+                    tap_hist_reset(&h);
+                    for (s2 = ls == NULL ? 0 : sh; s2 < nshards; s2++) {
+                        n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                        if (ls == NULL) {
+                            if (shards[s2]->other_on
+                                && tap_whist_read(&shards[s2]->series[shards[s2]->capacity]
+                                       .h[k], now_ns, tap_win_order[w], &h) != TAP_OK)
+                            {
+                                rc = TAP_ERROR;
+                            }
+                            continue;
+                        }
+                        for (j = (s2 == sh ? i : 0); j < n2; j++) {
+                            o = &shards[s2]->series[j];
+                            if (tap_lstats_same(o, ls)
+                                && tap_whist_read(&o->h[k], now_ns, tap_win_order[w], &h)
+                                   != TAP_OK)
+                            {
+                                rc = TAP_ERROR;
+                            }
+                        }
+                    }
+                    evbuffer_add_printf(out, "%s\"%s\":", w ? "," : "", tap_win_names[w]);
+                    tap_lstats_json_hist(out, &h);
+                }
+                evbuffer_add(out, "}", 1);
+            }
+            evbuffer_add(out, "}", 1);
+        }
+    }
+
+    evbuffer_add_printf(out, "],\"folded\":%llu}\n", (unsigned long long) folded);
+    tap_hist_cleanup(&h);
+    return rc;
+}
