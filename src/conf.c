@@ -293,6 +293,8 @@ static const tap_conf_item_t tap_conf_items[] = {
                    "more are dropped and counted"),
     TAP_CONF_I_INT("metrics.max_label_values", metrics.max_label_values, "100", 1, 100000,
                    "distinct values of one label of one metric; more fold into 'other'"),
+    TAP_CONF_I_BOOL("analysis.enabled", analysis.enabled, "true",
+                    "latency percentiles (GET /stats), prompt and template tables, anomalies"),
     TAP_CONF_I_INT("analysis.prompt_table_size", analysis.prompt_table_size, "4096", 1,
                    1048576, "prompts tracked by hash (GET /stats/prompts); the least counted "
                    "makes room for a new one (Space-Saving)"),

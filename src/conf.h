@@ -184,6 +184,7 @@ typedef struct tap_conf_s {
         int max_label_values;
     } metrics;
     struct {
+        int enabled;
         int prompt_table_size;
         int template_table_size;
         double anomaly_k;

@@ -188,7 +188,7 @@ tap_psettings_tel(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
     tap_conf_list_t   pairs = { 0 };
     unsigned          q;
 
-    s->max_series = (unsigned) cf->analysis.max_series;
+    s->max_series = cf->analysis.enabled ? (unsigned) cf->analysis.max_series : 0;
     s->sampler = cf->sampling.sampler;
     s->sample_ratio = cf->sampling.ratio;
 
@@ -245,6 +245,7 @@ tap_psettings_tel(tap_psettings_t *s, const struct tap_conf_s *cf, char **err)
     ts->tail_anomalies = cf->sampling.tail.anomalies != 0;
     ts->tail_slower_than_ms = (int64_t) cf->sampling.tail.slower_than;
     ts->tail_min_tokens = cf->sampling.tail.min_tokens;
+    ts->analysis = cf->analysis.enabled != 0;
     ts->prompt_capacity = (unsigned) cf->analysis.prompt_table_size;
     ts->prefix_capacity = (unsigned) cf->analysis.template_table_size;
     ts->anomaly_k = cf->analysis.anomaly_k;

@@ -226,7 +226,8 @@ tap_worker_init(tap_worker_t *w, tap_proxy_t *px, unsigned id, tap_paddr_t *addr
         w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) != 0
         || tap_alog_buf_init(&w->log, px->alog, w->base) != TAP_OK
-        || (px->ps->has_admin && tap_lstats_init(&w->lat, px->ps->max_series) != TAP_OK))
+        || (px->ps->has_admin && px->ps->max_series > 0
+            && tap_lstats_init(&w->lat, px->ps->max_series) != TAP_OK))
     {
         fprintf(stderr, "infertap: worker %u: out of resources\n", id);
         return TAP_ERROR;

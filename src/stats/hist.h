@@ -119,7 +119,7 @@ typedef struct tap_whist_s {
 /* An empty histogram; allocates nothing. */
 void tap_hist_init(tap_hist_t *h);
 
-/* Frees the rows; no other thread may use h any more.  h can be init'ed again. */
+/* Frees the rows; no other thread may use h any more.  h is left empty, usable again. */
 void tap_hist_cleanup(tap_hist_t *h);
 
 /* Writer: empties h, keeping its rows. */

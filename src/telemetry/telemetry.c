@@ -505,10 +505,15 @@ tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
     const tap_prompt_t    *prompt;
     size_t                 n, i;
 
-    prompt = tap_prompts_observe(tel->prompts, &r->ex, &an);
-    tap_prompts_observe(tel->templates, &r->ex, NULL);
-    if (an.flags != 0) {
-        r->ex.anomaly = 1;
+    an.flags = 0;
+    an.reason = NULL;
+    prompt = NULL;
+    if (tel->ts->analysis) {
+        prompt = tap_prompts_observe(tel->prompts, &r->ex, &an);
+        tap_prompts_observe(tel->templates, &r->ex, NULL);
+        if (an.flags != 0) {
+            r->ex.anomaly = 1;
+        }
     }
 
     tap_tel_record_metrics(tel, &r->ex);

@@ -64,6 +64,7 @@ typedef struct tap_tsettings_s {
     unsigned           tail_anomalies:1;
     int64_t            tail_slower_than_ms;  /* 0: off */
     int64_t            tail_min_tokens;      /* 0: off */
+    unsigned           analysis:1;           /* prompt tables and anomalies */
     unsigned           prompt_capacity;      /* prompt table entries */
     unsigned           prefix_capacity;      /* template (prefix) table entries */
     double             anomaly_k;            /* standard deviations */
