@@ -32,6 +32,7 @@ typedef struct tap_exchange_s {
     uint8_t      trace_flags;          /* sent upstream: 01 when the head sampler keeps it */
     unsigned     has_parent:1;
     unsigned     anomaly:1;            /* flagged by the analysis (tail sampling keeps it) */
+    const char  *anomaly_kind;         /* static: "e2e", "nondeterministic", ...; NULL none */
 
     /* request and response */
     char         method[24];

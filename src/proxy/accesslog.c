@@ -518,6 +518,7 @@ tap_alog_format(struct evbuffer *out, const tap_exchange_t *ex)
     tap_lw_opt_str(&w, "request_parse", tap_gen_parse_names[g->req_parse]);
     tap_lw_opt_str(&w, "response_parse", tap_gen_parse_names[g->resp_parse]);
     tap_lw_opt_str(&w, "upstream_error", g->error_type[0] ? g->error_type : NULL);
+    tap_lw_opt_str(&w, "anomaly", ex->anomaly_kind);
     tap_lw_opt_str(&w, "error", ex->error);
     TAP_LW_LIT(&w, ",\"bytes_in\":");
     tap_lw_u64(&w, ex->bytes_in);

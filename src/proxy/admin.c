@@ -149,6 +149,7 @@ tap_admin_collect(tap_mreg_t *reg, void *arg)
         lim[TAP_LIMIT_ACCESS_LOG] += TAP_STAT_GET(px->workers[i].log.dropped);
     }
 
+    lim[TAP_LIMIT_ACCESS_LOG] += tap_tel_access_log_dropped(px->tel);
     for (k = 0; k < TAP_NELEMS(classes); k++) {
         v[0] = classes[k];
         tap_metric_set(f->requests, v, (double) req[k + 1]);

@@ -338,11 +338,12 @@ tap_txn_finish(tap_txn_t *t)
     }
     cls = (t->ex.status >= 100 && t->ex.status < 600) ? (unsigned) t->ex.status / 100 : 0;
     TAP_STAT_ADD(w->st.requests[cls], 1);
-    if (tap_alog_write(&w->log, &t->ex) != TAP_OK) {
+    /* the telemetry hub writes the access-log line; the worker does when there
+     * is no hub or its ring is full */
+    if ((w->tring == NULL || tap_tring_push(w->tring, &t->ex) != TAP_OK)
+        && tap_alog_write(&w->log, &t->ex) != TAP_OK)
+    {
         TAP_STAT_ADD(w->st.limits[TAP_LIMIT_ACCESS_LOG], 1);
-    }
-    if (w->tring != NULL) {
-        tap_tring_push(w->tring, &t->ex);
     }
     tap_lstats_record(&w->lat, &t->ex, (uint64_t) t->ex.last_byte);
 

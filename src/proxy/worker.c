@@ -372,7 +372,9 @@ tap_proxy_run_settings(const tap_psettings_t *ps)
     }
     if (ps->has_tel) {
         px.tel = tap_tel_new(px.base, &ps->tel, px.nworkers, &err);
-        if (px.tel == NULL || tap_admin_metrics_init(&px) != TAP_OK) {
+        if (px.tel == NULL || tap_admin_metrics_init(&px) != TAP_OK
+            || tap_tel_access_log(px.tel, px.alog) != TAP_OK)
+        {
             fprintf(stderr, "infertap: %s\n", err ? err : "telemetry: out of memory");
             goto done;
         }

@@ -24,11 +24,15 @@
 #include <time.h>
 
 #include "tap_core.h"
+#include "proxy/accesslog.h"
 #include "telemetry/telemetry.h"
 
 #define TAP_TEL_FAST_MS       10
 #define TAP_TEL_SLOW_MS       50
 #define TAP_TEL_METRIC_QUEUE  65536
+
+/* a resource anomaly must also be this far from the prompt's mean, relatively */
+#define TAP_TEL_ANOMALY_TOLERANCE  0.25
 
 /* Why an exchange's spans were exported, or not. */
 typedef enum {
@@ -98,6 +102,7 @@ struct tap_tel_s {
 
     tap_prompts_t          *prompts;
     tap_prompts_t          *templates;
+    tap_alog_buf_t          alog;      /* alog.log NULL: the workers write the access log */
 };
 
 
@@ -513,8 +518,10 @@ tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
         tap_prompts_observe(tel->templates, &r->ex, NULL);
         if (an.flags != 0) {
             r->ex.anomaly = 1;
+            r->ex.anomaly_kind = an.reason;
         }
     }
+    tap_alog_write(&tel->alog, &r->ex);
 
     tap_tel_record_metrics(tel, &r->ex);
 
@@ -753,11 +760,15 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
     pc.capacity = ts->prompt_capacity;
     pc.k = ts->anomaly_k;
     pc.min_samples = ts->anomaly_min_samples;
+    /* latency wobbles by a few percent between identical requests: a prompt
+     * whose samples are nearly equal must not flag the first that is not */
+    pc.tolerance = TAP_TEL_ANOMALY_TOLERANCE;
     tel->prompts = tap_prompts_create(&pc);
     tap_prompts_conf_init(&pc, TAP_PROMPTS_KEY_PREFIX);
     pc.capacity = ts->prefix_capacity;
     pc.k = ts->anomaly_k;
     pc.min_samples = ts->anomaly_min_samples;
+    pc.tolerance = TAP_TEL_ANOMALY_TOLERANCE;
     tel->templates = tap_prompts_create(&pc);
     if (tel->prompts == NULL || tel->templates == NULL) {
         goto nomem;
@@ -834,6 +845,20 @@ tap_tel_prometheus(tap_tel_t *tel, struct evbuffer *out, int openmetrics)
 {
     tap_tel_drain(tel);
     tap_mreg_prometheus(tel->reg, out, openmetrics);
+}
+
+
+int
+tap_tel_access_log(tap_tel_t *tel, struct tap_alog_s *log)
+{
+    return tap_alog_buf_init(&tel->alog, log, tel->base);
+}
+
+
+uint64_t
+tap_tel_access_log_dropped(tap_tel_t *tel)
+{
+    return tel->alog.dropped;
 }
 
 
@@ -915,6 +940,7 @@ tap_tel_shutdown(tap_tel_t *tel, int64_t timeout_ms)
         }
     }
 
+    tap_alog_buf_cleanup(&tel->alog);
     for (s = 0; s < TAP_SIGNAL_N; s++) {
         for (i = 0; i < tel->nexp[s]; i++) {
             tap_exporter_free(tel->exp[s][i]);

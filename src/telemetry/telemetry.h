@@ -41,6 +41,8 @@
 
 #define TAP_TREC_PATH_MAX  256
 
+struct tap_alog_s;
+
 /* The resolved telemetry settings (from tap_conf_t, see settings.c). */
 typedef struct tap_tsettings_s {
     const char        *service_name;
@@ -100,6 +102,15 @@ tap_tel_t *tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsig
     char **err);
 tap_tring_t *tap_tel_ring(tap_tel_t *t, unsigned i);
 tap_mreg_t *tap_tel_registry(tap_tel_t *t);
+
+/*
+ * The access log: with it set, the hub writes each exchange's line (after the
+ * analysis, so that the line carries its anomaly flag); a worker writes the
+ * line itself only when its ring is full.  tap_tel_access_log_dropped: lines
+ * lost by the hub's buffer (full, or a write error).
+ */
+int tap_tel_access_log(tap_tel_t *t, struct tap_alog_s *log);
+uint64_t tap_tel_access_log_dropped(tap_tel_t *t);
 
 /* fn runs before every read of the registry, to copy in values kept elsewhere. */
 void tap_tel_on_collect_hook(tap_tel_t *t, void (*fn)(tap_mreg_t *r, void *arg), void *arg);

@@ -116,6 +116,8 @@ test('the slow-prompt knob: first by latency, and flagged when one server of sev
     const rec = px.logs().find((l) => l.upstream === `127.0.0.1:${slow.port}`
         && l.prompt_hash === byLatency.prompts[0].prompt_hash);
     assert.ok(rec, 'the prompt ranked slowest is the one the slow server answered');
+    assert.match(rec.anomaly, /^(e2e|ttft)$/, 'flagged in the access log');
+    assert.equal(px.logs().filter((l) => l.anomaly).length, 1, 'and only that one');
     assert.ok(byLatency.anomalies.e2e >= 1, `flagged: ${JSON.stringify(byLatency.anomalies)}`);
 
     const span = await rx.waitFor(() => rx.spans().find((s) => s.kind === 3
@@ -148,6 +150,13 @@ test('the nondeterminism knob: a temperature-0 prompt with a second completion i
 
     const r = await prompts(px, '?by=diversity');
     assert.equal(r.anomalies.nondeterministic, 1, 'only the temperature-0 prompt');
+    let flagged = [];
+    for (let i = 0; i < 100 && flagged.length === 0; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        flagged = px.logs().filter((l) => l.anomaly);
+    }
+    assert.deepEqual(flagged.map((l) => [l.anomaly, l.response_id]), [['nondeterministic', b.id]],
+        'the access log flags the second answer');
     assert.equal(r.prompts[0].distinct_completions, 2);
     const span = await rx.waitFor(() => rx.spans().find((s) => s.attrs['infertap.anomaly.kind']
         === 'nondeterministic'));
