@@ -106,6 +106,24 @@ static const tap_mfam_def_t  tap_d_parsed = {
     "outcome.", TAP_METRIC_COUNTER, 1, NULL, 0, tap_l_parse, 2,
 };
 
+/* The /stats series, read by Prometheus and OTLP too: one family per figure. */
+static const char *const  tap_l_series[] = { "model", "upstream", "route", "status" };
+
+#define TAP_LAT_FAM(n, h, b)                                                                   \
+    { n, "s", h, TAP_METRIC_HISTOGRAM, 0, b, TAP_NELEMS(b), tap_l_series, 4 }
+
+static const tap_mfam_def_t  tap_d_lat[TAP_LAT_N] = {
+    TAP_LAT_FAM("infertap.latency.e2e", "End to end, first request byte to last response byte, "
+        "per /stats series.", tap_b_duration),
+    TAP_LAT_FAM("infertap.latency.ttft", "Time to first token, per /stats series.", tap_b_ttft),
+    TAP_LAT_FAM("infertap.latency.tpot", "Time per output token, per /stats series.",
+        tap_b_tpot),
+    TAP_LAT_FAM("infertap.latency.upstream", "Upstream time, per /stats series.",
+        tap_b_duration),
+    TAP_LAT_FAM("infertap.latency.overhead", "Time inside infertap, per /stats series.",
+        tap_b_overhead),
+};
+
 typedef struct tap_admin_fams_s {
     tap_mfam_t  *requests;
     tap_mfam_t  *active;
@@ -114,7 +132,50 @@ typedef struct tap_admin_fams_s {
     tap_mfam_t  *limits;
     tap_mfam_t  *retries;
     tap_mfam_t  *parsed;
+    tap_mfam_t  *lat[TAP_LAT_N];
 } tap_admin_fams_t;
+
+
+/*
+ * One merged /stats series into the latency families: each histogram bucket
+ * goes to the explicit bucket of its midpoint, so a count can land one
+ * bucket off when a value lies within 1/128 of a bound.
+ */
+static void
+tap_admin_collect_series(void *arg, const tap_lseries_t *key, tap_hist_t *const *h)
+{
+    tap_admin_fams_t   *f = arg;
+    tap_hist_bucket_t   b;
+    const char         *v[4];
+    uint64_t            counts[TAP_METRIC_MAX_BOUNDS + 1];
+    const double       *bounds;
+    double              mid;
+    size_t              it, nb, i;
+    unsigned            k;
+
+    v[0] = key->model;
+    v[1] = key->upstream;
+    v[2] = key->route;
+    v[3] = key->status;
+    for (k = 0; k < TAP_LAT_N; k++) {
+        if (tap_hist_count(h[k]) == 0) {
+            continue;
+        }
+        bounds = tap_d_lat[k].bounds;
+        nb = tap_d_lat[k].nbounds;
+        memset(counts, 0, sizeof(counts));
+        for (it = 0; tap_hist_next(h[k], &it, &b) == TAP_OK; ) {
+            mid = ((double) b.lo + (double) b.hi) / 2e9;
+            for (i = 0; i < nb && mid > bounds[i]; i++) {
+                /* the first bound at or above the midpoint */
+            }
+            counts[i] += b.count;
+        }
+        tap_metric_set_histogram(f->lat[k], v, counts, tap_hist_count(h[k]),
+            tap_hist_sum(h[k]) / 1e9, (double) tap_hist_min(h[k]) / 1e9,
+            (double) tap_hist_max(h[k]) / 1e9);
+    }
+}
 
 
 /* Sums the workers' counters (relaxed atomic loads: no worker ever waits) into the registry. */
@@ -165,6 +226,15 @@ tap_admin_collect(tap_mreg_t *reg, void *arg)
         tap_metric_set(f->limits, v, (double) lim[k]);
     }
     tap_metric_set(f->retries, NULL, (double) retries);
+    if (px->ps->max_series > 0) {
+        tap_lstats_t  *shards[px->nworkers ? px->nworkers : 1];
+
+        for (i = 0; i < px->nworkers; i++) {
+            shards[i] = &px->workers[i].lat;
+        }
+        tap_lstats_each(shards, px->nworkers, (uint64_t) tap_now_ns(), TAP_WIN_ALL,
+            tap_admin_collect_series, f);
+    }
     for (i = 0; i < 2; i++) {
         for (k = 1; k < TAP_GEN_PARSE_N; k++) {
             v[0] = i == 0 ? "request" : "response";
@@ -180,6 +250,7 @@ tap_admin_metrics_init(tap_proxy_t *px)
 {
     tap_mreg_t        *reg = tap_tel_registry(px->tel);
     tap_admin_fams_t  *f = calloc(1, sizeof(tap_admin_fams_t));
+    unsigned           k;
 
     px->fams = f;
     if (f == NULL
@@ -192,6 +263,12 @@ tap_admin_metrics_init(tap_proxy_t *px)
         || (f->parsed = tap_mreg_add(reg, &tap_d_parsed)) == NULL)
     {
         return TAP_ERROR;
+    }
+    for (k = 0; k < TAP_LAT_N && px->ps->max_series > 0; k++) {
+        f->lat[k] = tap_mreg_add(reg, &tap_d_lat[k]);
+        if (f->lat[k] == NULL) {
+            return TAP_ERROR;
+        }
     }
     tap_tel_on_collect_hook(px->tel, tap_admin_collect, px);
     return TAP_OK;

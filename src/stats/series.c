@@ -223,6 +223,83 @@ tap_lstats_same(const tap_lseries_t *a, const tap_lseries_t *b)
 }
 
 
+/* The catch-all key, for tap_lstats_each(). */
+static const tap_lseries_t  tap_lseries_other = {
+    .model = "other", .upstream = "other", .route = "other", .status = "other",
+};
+
+
+int
+tap_lstats_each(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
+    tap_win_e win, tap_lstats_each_pt fn, void *arg)
+{
+    const tap_lseries_t  *ls, *o;
+    tap_hist_t            h[TAP_LAT_N], *hp[TAP_LAT_N];
+    unsigned              sh, i, s2, j, k, n, n2, dup, other = 0;
+    int                   rc = TAP_OK;
+
+    for (k = 0; k < TAP_LAT_N; k++) {
+        tap_hist_init(&h[k]);
+        hp[k] = &h[k];
+    }
+    for (sh = 0; sh < nshards; sh++) {
+        other |= shards[sh]->other_on;
+    }
+
+    for (sh = 0; sh <= nshards; sh++) {
+        n = sh < nshards ? atomic_load_explicit(&shards[sh]->n, memory_order_acquire) : 1;
+        for (i = 0; i < n; i++) {
+            if (sh == nshards) {
+                if (!other) {
+                    break;
+                }
+                ls = NULL;
+            } else {
+                ls = &shards[sh]->series[i];
+                for (dup = 0, s2 = 0; s2 < sh && !dup; s2++) {
+                    n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                    for (j = 0; j < n2 && !dup; j++) {
+                        dup = tap_lstats_same(&shards[s2]->series[j], ls);
+                    }
+                }
+                if (dup) {
+                    continue;
+                }
+            }
+            for (k = 0; k < TAP_LAT_N; k++) {
+                tap_hist_reset(&h[k]);
+            }
+            for (s2 = ls == NULL ? 0 : sh; s2 < nshards; s2++) {
+                n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                for (j = (s2 == sh ? i : 0); j <= n2; j++) {
+                    if (j == n2) {
+                        if (ls != NULL || !shards[s2]->other_on) {
+                            break;
+                        }
+                        o = &shards[s2]->series[shards[s2]->capacity];
+                    } else if (ls == NULL || !tap_lstats_same(&shards[s2]->series[j], ls)) {
+                        continue;
+                    } else {
+                        o = &shards[s2]->series[j];
+                    }
+                    for (k = 0; k < TAP_LAT_N; k++) {
+                        if (tap_whist_read(&o->h[k], now_ns, win, &h[k]) != TAP_OK) {
+                            rc = TAP_ERROR;
+                        }
+                    }
+                }
+            }
+            fn(arg, ls != NULL ? ls : &tap_lseries_other, hp);
+        }
+    }
+
+    for (k = 0; k < TAP_LAT_N; k++) {
+        tap_hist_cleanup(&h[k]);
+    }
+    return rc;
+}
+
+
 int
 tap_lstats_json(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
     struct evbuffer *out)

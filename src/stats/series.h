@@ -68,6 +68,18 @@ void tap_lstats_cleanup(tap_lstats_t *s);
 void tap_lstats_record(tap_lstats_t *s, const tap_exchange_t *ex, uint64_t now_ns);
 
 /*
+ * Reader: calls fn once per distinct key over all shards (the catch-all
+ * "other" last), with the five histograms of window win merged over the
+ * shards (fn must not keep them).  Returns TAP_OK or TAP_ERROR (out of
+ * memory: fn was not called for every key).
+ */
+typedef void (*tap_lstats_each_pt)(void *arg, const tap_lseries_t *key,
+    tap_hist_t *const *h);
+
+int tap_lstats_each(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
+    tap_win_e win, tap_lstats_each_pt fn, void *arg);
+
+/*
  * Reader: GET /stats.  Merges the shards' series of equal keys and writes
  * one JSON object: per series its key and, per figure (e2e_ms, ttft_ms,
  * tpot_ms, upstream_ms, overhead_ms) and window (1m, 5m, all): count, min,

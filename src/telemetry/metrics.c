@@ -9,7 +9,12 @@
  * and no allocation.  A series is one malloc'd block holding its numbers,
  * for histograms two bucket arrays (now, and as last sent by a delta export)
  * and the copied label values; series are also linked in creation order,
- * which is the order of every read-out.
+ * which is the order of every read-out.  tap_metric_clear() frees a
+ * family's series and empties its series and value tables, keeping each
+ * table for the next series unless it has over eight slots per entry it
+ * lost (then it is freed and grows again from the start): a family
+ * refreshed at each read holds what its largest recent refresh needed, not
+ * what all of them together did.
  *
  * The slow path.  A recording that misses the table (a new series, a value
  * to cut or to repair, a value beyond the cap) normalizes the values first
@@ -35,7 +40,13 @@
  * differences, histogram sums, min and max as kept since that export (so
  * the sum carries no cancellation error).  Series that did not change are
  * left out; gauges are always sent as they are.  What was sent is recorded
- * only once the whole message was built.
+ * only once the whole message was built.  A histogram set from outside
+ * (tap_metric_set_histogram) keeps the same state: each set adds its change
+ * to the interval sum, and a set that lowers the count or a bucket is a
+ * reset, after which the whole new state is the change (the base of the
+ * next delta becomes zero).  Its interval min (max) is known only when a set
+ * moved the cumulative one, or when it was known and equals the cumulative
+ * one still; otherwise it is NaN and the point goes out without it.
  */
 
 #include "config.h"
@@ -72,7 +83,7 @@ struct tap_mser_s {
     uint64_t      count;               /* histograms, since start */
     double        sum, min, max;
     uint64_t      sent_count;          /* histograms, delta: at the last delta export */
-    double        isum, imin, imax;    /* histograms, since the last delta export */
+    double        isum, imin, imax;    /* histograms, since the last delta export; NaN: unknown */
     uint64_t     *buckets;             /* nbounds + 1, per bucket (not cumulative) */
     uint64_t     *sent_buckets;
 };
@@ -116,6 +127,7 @@ struct tap_mreg_s {
     size_t         nfams;
     size_t         cap;
     tap_mfam_t    *overflow;           /* read out after fams */
+    size_t         bytes;              /* series and their tables (tap_mreg_bytes) */
 };
 
 typedef struct tap_munit_s {
@@ -514,10 +526,29 @@ tap_mser_grow(tap_mfam_t *f)
         }
         tab[i] = s;
     }
+    if (f->tab != NULL) {
+        f->reg->bytes -= (f->mask + 1) * sizeof(tap_mser_t *);
+    }
+    f->reg->bytes += cap * sizeof(tap_mser_t *);
     free(f->tab);
     f->tab = tab;
     f->mask = mask;
     return TAP_OK;
+}
+
+
+/* The size of the block of a series with these values (tap_mser_new). */
+static size_t
+tap_mser_size(const tap_mfam_t *f, const char *const *v, const size_t *len)
+{
+    size_t  size, nb, i;
+
+    nb = f->def->kind == TAP_METRIC_HISTOGRAM ? f->def->nbounds + 1 : 0;
+    size = sizeof(tap_mser_t) + 2 * nb * sizeof(uint64_t);
+    for (i = 0; i < f->def->nlabels; i++) {
+        size += v[i] != NULL ? len[i] + 1 : 0;
+    }
+    return size;
 }
 
 
@@ -534,14 +565,12 @@ tap_mser_new(tap_mfam_t *f, uint64_t h, const char *const *v, const size_t *len)
     }
 
     nb = f->def->kind == TAP_METRIC_HISTOGRAM ? f->def->nbounds + 1 : 0;
-    size = sizeof(tap_mser_t) + 2 * nb * sizeof(uint64_t);
-    for (i = 0; i < f->def->nlabels; i++) {
-        size += v[i] != NULL ? len[i] + 1 : 0;
-    }
+    size = tap_mser_size(f, v, len);
     s = calloc(1, size);
     if (s == NULL) {
         return NULL;
     }
+    f->reg->bytes += size;
 
     s->hash = h;
     s->buckets = (uint64_t *) (s + 1);
@@ -636,9 +665,9 @@ tap_mvset_has(const tap_mvset_t *vs, uint64_t h, const char *s, size_t len)
 }
 
 
-/* Adds a value known to be new; s must live as long as the family. */
+/* Adds a value known to be new; s must live as long as its series. */
 static void
-tap_mvset_add(tap_mvset_t *vs, uint64_t h, const char *s, size_t len)
+tap_mvset_add(tap_mreg_t *r, tap_mvset_t *vs, uint64_t h, const char *s, size_t len)
 {
     tap_mval_t  *tab;
     size_t       cap, mask, i, j;
@@ -658,6 +687,10 @@ tap_mvset_add(tap_mvset_t *vs, uint64_t h, const char *s, size_t len)
                 tab[i] = vs->tab[j];
             }
         }
+        if (vs->tab != NULL) {
+            r->bytes -= (vs->mask + 1) * sizeof(tap_mval_t);
+        }
+        r->bytes += cap * sizeof(tap_mval_t);
         free(vs->tab);
         vs->tab = tab;
         vs->mask = mask;
@@ -722,7 +755,7 @@ tap_mser_get_slow(tap_mfam_t *f, const char **v)
         }
         for (i = 0; i < n; i++) {
             if (fresh & (1u << i)) {
-                tap_mvset_add(&f->vals[i], vh[i], s->v[i], s->len[i]);
+                tap_mvset_add(f->reg, &f->vals[i], vh[i], s->v[i], s->len[i]);
             }
         }
     }
@@ -841,8 +874,136 @@ tap_metric_observe(tap_mfam_t *f, const char *const *values, double v)
     s->isum += v;
     s->min = TAP_MIN(s->min, v);
     s->max = TAP_MAX(s->max, v);
-    s->imin = TAP_MIN(s->imin, v);
-    s->imax = TAP_MAX(s->imax, v);
+    /* v first: an unknown (NaN) interval extreme stays unknown */
+    s->imin = TAP_MIN(v, s->imin);
+    s->imax = TAP_MAX(v, s->imax);
+}
+
+
+void
+tap_metric_set_histogram(tap_mfam_t *f, const char *const *values, const uint64_t *counts,
+    uint64_t count, double sum, double min, double max)
+{
+    tap_mser_t  *s;
+    uint64_t     total;
+    size_t       nb, b;
+    int          reset;
+
+    if (f == NULL || f->def->kind != TAP_METRIC_HISTOGRAM || counts == NULL || isnan(sum)
+        || (count > 0 && (isnan(min) || isnan(max) || min > max)))
+    {
+        return;
+    }
+    nb = f->def->nbounds + 1;
+    total = 0;
+    for (b = 0; b < nb; b++) {
+        if (counts[b] > UINT64_MAX - total) {
+            return;
+        }
+        total += counts[b];
+    }
+    if (total != count) {
+        return;
+    }
+    s = tap_mser_get(f, values);
+    if (s == NULL) {
+        return;
+    }
+    if (count == 0) {
+        min = INFINITY;
+        max = -INFINITY;
+    }
+
+    reset = count < s->count;
+    for (b = 0; b < nb && !reset; b++) {
+        reset = counts[b] < s->buckets[b];
+    }
+
+    if (reset) {
+        /* all of the new state is new since the previous delta export */
+        memset(s->sent_buckets, 0, nb * sizeof(uint64_t));
+        s->sent_count = 0;
+        s->isum = sum;
+        s->imin = min;
+        s->imax = max;
+
+    } else {
+        s->isum += sum - s->sum;
+        if (count > s->count) {
+            /*
+             * A new extreme came in since the previous set, so in this
+             * interval; an unchanged one is the interval's only when the
+             * interval had it already.
+             */
+            if (min < s->min) {
+                s->imin = min;
+            } else if (!(s->imin == min)) {
+                s->imin = NAN;
+            }
+            if (max > s->max) {
+                s->imax = max;
+            } else if (!(s->imax == max)) {
+                s->imax = NAN;
+            }
+        }
+    }
+
+    memcpy(s->buckets, counts, nb * sizeof(uint64_t));
+    s->count = count;
+    s->sum = sum;
+    s->min = min;
+    s->max = max;
+}
+
+
+void
+tap_metric_clear(tap_mfam_t *f)
+{
+    tap_mser_t   *s, *next;
+    tap_mvset_t  *vs;
+    size_t        i, n, cap;
+
+    if (f == NULL) {
+        return;
+    }
+
+    n = f->n;
+    for (s = f->head; s != NULL; s = next) {
+        next = s->next;
+        f->reg->bytes -= tap_mser_size(f, s->v, s->len);
+        free(s);
+    }
+    f->head = NULL;
+    f->tail = &f->head;
+    f->n = 0;
+
+    /* the tables: emptied, or freed when far larger than what they held */
+    if (f->tab != NULL) {
+        cap = f->mask + 1;
+        if (cap > TAP_MTAB_MIN && cap > 8 * n) {
+            f->reg->bytes -= cap * sizeof(tap_mser_t *);
+            free(f->tab);
+            f->tab = NULL;
+            f->mask = 0;
+        } else {
+            memset(f->tab, 0, cap * sizeof(tap_mser_t *));
+        }
+    }
+    for (i = 0; i < f->def->nlabels; i++) {
+        vs = &f->vals[i];
+        if (vs->tab != NULL) {
+            cap = vs->mask + 1;
+            if (cap > TAP_MTAB_MIN && cap > 8 * vs->n) {
+                f->reg->bytes -= cap * sizeof(tap_mval_t);
+                free(vs->tab);
+                vs->tab = NULL;
+                vs->mask = 0;
+            } else {
+                memset(vs->tab, 0, cap * sizeof(tap_mval_t));
+            }
+        }
+        vs->n = 0;
+    }
 }
 
 
@@ -886,6 +1047,13 @@ tap_mreg_free(tap_mreg_t *r)
     free(r->fams);
     tap_mfam_free(r->overflow);
     free(r);
+}
+
+
+size_t
+tap_mreg_bytes(const tap_mreg_t *r)
+{
+    return r != NULL ? r->bytes : 0;
 }
 
 
@@ -1224,10 +1392,11 @@ tap_motlp_hist(tap_arena_t *a, const tap_mfam_t *f, const tap_mser_t *s,
     p->explicit_bounds = (double *) f->def->bounds;     /* static, outlives the message */
     p->n_explicit_bounds = f->def->nbounds;
     if (count > 0) {
-        p->has_min = 1;
+        /* an interval extreme of a histogram set from outside may be unknown */
         p->min = delta ? s->imin : s->min;
-        p->has_max = 1;
+        p->has_min = !isnan(p->min);
         p->max = delta ? s->imax : s->max;
+        p->has_max = !isnan(p->max);
     }
     return p;
 }

@@ -8,15 +8,17 @@
  * unit becomes a word suffix ("s" -> "_seconds", "{token}" -> nothing) and
  * monotonic counters end in "_total".  Label names get the same sanitizing.
  *
- * Series are created on first use and never removed.  Cardinality is capped
- * per family and label: a value beyond max_label_values distinct values of
- * that label is folded into "other", and each fold is counted (the registry's
- * own family infertap.metrics.label_overflow, by metric).  Values come from
+ * Series are created on first use and removed only by tap_metric_clear(),
+ * which empties a whole family (one refreshed at each read).  Cardinality
+ * is capped per family and label: a value beyond max_label_values distinct
+ * values of that label is folded into "other", and each fold is counted (the
+ * registry's own family infertap.metrics.label_overflow, by metric).  Values come from
  * traffic (model names, upstream addresses) and must never carry content.
  *
  * The registry belongs to one thread (the control thread): nothing here takes
  * a lock.  Values other threads keep (worker counters) are copied in with
- * tap_metric_set() just before a read, by the registry's collect callback.
+ * tap_metric_set() or tap_metric_set_histogram() just before a read, by the
+ * registry's collect callback.
  *
  * Temporality: values are kept cumulative since start.  Prometheus always
  * reads them so; an OTLP export with delta temporality sends the change since
@@ -93,6 +95,45 @@ tap_mfam_t *tap_mreg_add(tap_mreg_t *r, const tap_mfam_def_t *def);
 void tap_metric_add(tap_mfam_t *f, const char *const *values, double v);      /* counter += v */
 void tap_metric_set(tap_mfam_t *f, const char *const *values, double v);      /* gauge, or a counter's cumulative value */
 void tap_metric_observe(tap_mfam_t *f, const char *const *values, double v);  /* histogram */
+
+/*
+ * A histogram's cumulative state, kept elsewhere (latency shards of the
+ * workers, merged), copied in like tap_metric_set() does for a counter.
+ * counts: one per bucket, nbounds + 1 of them, per bucket (not cumulative;
+ * bucket i holds (bounds[i-1], bounds[i]], the last one what is above the
+ * last bound); count: their sum; sum, min and max of the values counted
+ * (min and max are ignored when count is 0).  Ignored: a call on a family
+ * that is not a histogram, counts NULL, counts that do not add up to count,
+ * a NaN sum, and when count > 0 a NaN min or max or min > max.
+ * With delta temporality the series goes out as observed ones do: the change
+ * since the previous OTLP export, left out when the count did not move.  A
+ * count or a bucket lower than the previous set is a reset: the whole new
+ * state is the change.  The interval's min (max) is sent when known: when a
+ * set since the previous export lowered (raised) the cumulative one.
+ */
+void tap_metric_set_histogram(tap_mfam_t *f, const char *const *values, const uint64_t *counts,
+    uint64_t count, double sum, double min, double max);
+
+/*
+ * Removes every series of a family, for one refreshed completely at each
+ * read ("the top 10 prompts now"): series that are not set again are gone
+ * from both read-outs instead of keeping a stale value.  The family's
+ * distinct label values are forgotten too (the cap counts afresh), and so is
+ * what delta exports sent of those series: a series set again after a clear
+ * is new (a counter's next delta point is its whole value; its start time is
+ * still the registry's start).  Recordings folded before stay counted in
+ * infertap.metrics.label_overflow.  Meant for the collect callback, before
+ * the values are set again; the memory of the series is freed and that of
+ * the tables reused, so repeated clear and set cycles do not grow it.
+ */
+void tap_metric_clear(tap_mfam_t *f);
+
+/*
+ * Bytes the registry holds for series: the series, their lookup tables and
+ * the tables of distinct label values (what grows with traffic; families
+ * and their names are not counted).
+ */
+size_t tap_mreg_bytes(const tap_mreg_t *r);
 
 /*
  * The Prometheus text format 0.0.4 (openmetrics = 0), or OpenMetrics 1.0.0

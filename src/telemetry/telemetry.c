@@ -30,6 +30,7 @@
 #define TAP_TEL_FAST_MS       10
 #define TAP_TEL_SLOW_MS       50
 #define TAP_TEL_METRIC_QUEUE  65536
+#define TAP_TEL_TOP_PROMPTS   10
 
 /* a resource anomaly must also be this far from the prompt's mean, relatively */
 #define TAP_TEL_ANOMALY_TOLERANCE  0.25
@@ -99,6 +100,9 @@ struct tap_tel_s {
     tap_mfam_t             *f_failed;
     tap_mfam_t             *f_retried;
     tap_mfam_t             *f_anomalies;
+    tap_mfam_t             *f_top_requests;
+    tap_mfam_t             *f_top_e2e;
+    tap_mfam_t             *f_top_distinct;
 
     tap_prompts_t          *prompts;
     tap_prompts_t          *templates;
@@ -111,16 +115,16 @@ struct tap_tel_s {
 static const double  tap_b_tokens[] = {
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 };
-static const double  tap_b_duration[] = {
+const double  tap_b_duration[] = {
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 };
-static const double  tap_b_ttft[] = {
+const double  tap_b_ttft[] = {
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 };
-static const double  tap_b_tpot[] = {
+const double  tap_b_tpot[] = {
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 };
-static const double  tap_b_overhead[] = {
+const double  tap_b_overhead[] = {
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1,
 };
@@ -194,6 +198,20 @@ static const tap_mfam_def_t  tap_d_failed = TAP_COUNTER("infertap.telemetry.fail
     "Items an endpoint refused, or still failing after the last attempt.", tap_l_export);
 static const tap_mfam_def_t  tap_d_retried = TAP_COUNTER("infertap.telemetry.retried",
     "Items sent again after a retryable failure.", tap_l_export);
+static const char *const     tap_l_prompt[] = { "prompt_hash", "model" };
+static const tap_mfam_def_t  tap_d_top_requests = {
+    "infertap.prompt.top.requests", "", "The most requested prompts now (GET /stats/prompts): "
+    "requests, an upper bound off by at most the entry's error bound.", TAP_METRIC_GAUGE, 1,
+    NULL, 0, tap_l_prompt, TAP_NELEMS(tap_l_prompt),
+};
+static const tap_mfam_def_t  tap_d_top_e2e = {
+    "infertap.prompt.top.e2e_mean", "s", "The most requested prompts now: mean end-to-end "
+    "latency.", TAP_METRIC_GAUGE, 0, NULL, 0, tap_l_prompt, TAP_NELEMS(tap_l_prompt),
+};
+static const tap_mfam_def_t  tap_d_top_distinct = {
+    "infertap.prompt.top.distinct_completions", "", "The most requested prompts now: distinct "
+    "completions.", TAP_METRIC_GAUGE, 1, NULL, 0, tap_l_prompt, TAP_NELEMS(tap_l_prompt),
+};
 static const char *const     tap_l_kind[] = { "kind" };
 static const tap_mfam_def_t  tap_d_anomalies = TAP_COUNTER("infertap.analysis.anomalies",
     "Exchanges flagged: e2e, ttft or output_tokens far from their prompt's mean, or "
@@ -591,6 +609,34 @@ tap_tel_on_drain(evutil_socket_t fd, short what, void *arg)
 
 /* Collection: values kept elsewhere, copied into the registry before a read. */
 
+/* The top prompts by count, as bounded gauge families redrawn at every read. */
+static void
+tap_tel_collect_top(tap_tel_t *tel)
+{
+    const tap_prompt_t  *top[TAP_TEL_TOP_PROMPTS];
+    const char          *v[2];
+    char                 hash[17];
+    size_t               n, i;
+    int                  exact;
+
+    tap_metric_clear(tel->f_top_requests);
+    tap_metric_clear(tel->f_top_e2e);
+    tap_metric_clear(tel->f_top_distinct);
+    n = tap_prompts_rank(tel->prompts, TAP_PROMPTS_BY_COUNT, TAP_TEL_TOP_PROMPTS, top);
+    for (i = 0; i < n; i++) {
+        snprintf(hash, sizeof(hash), "%016llx", (unsigned long long) top[i]->hash);
+        v[0] = hash;
+        v[1] = top[i]->model[0] ? top[i]->model : NULL;
+        tap_metric_set(tel->f_top_requests, v, (double) top[i]->count);
+        if (top[i]->e2e.n > 0) {
+            tap_metric_set(tel->f_top_e2e, v, top[i]->e2e.mean / 1e3);
+        }
+        tap_metric_set(tel->f_top_distinct, v, (double) tap_prompt_distinct(top[i], &exact));
+    }
+}
+
+
+
 static void
 tap_tel_on_collect(tap_mreg_t *reg, void *arg)
 {
@@ -616,6 +662,9 @@ tap_tel_on_collect(tap_mreg_t *reg, void *arg)
         v[0] = tap_prompt_anomaly_names[i];
         tap_metric_set(tel->f_anomalies, v,
             (double) tap_prompts_totals(tel->prompts)->anomalies[i]);
+    }
+    if (tel->ts->analysis) {
+        tap_tel_collect_top(tel);
     }
 
     for (s = 0; s < TAP_SIGNAL_N; s++) {
@@ -751,7 +800,10 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
         || (tel->f_dropped = tap_mreg_add(tel->reg, &tap_d_dropped)) == NULL
         || (tel->f_failed = tap_mreg_add(tel->reg, &tap_d_failed)) == NULL
         || (tel->f_retried = tap_mreg_add(tel->reg, &tap_d_retried)) == NULL
-        || (tel->f_anomalies = tap_mreg_add(tel->reg, &tap_d_anomalies)) == NULL)
+        || (tel->f_anomalies = tap_mreg_add(tel->reg, &tap_d_anomalies)) == NULL
+        || (tel->f_top_requests = tap_mreg_add(tel->reg, &tap_d_top_requests)) == NULL
+        || (tel->f_top_e2e = tap_mreg_add(tel->reg, &tap_d_top_e2e)) == NULL
+        || (tel->f_top_distinct = tap_mreg_add(tel->reg, &tap_d_top_distinct)) == NULL)
     {
         goto nomem;
     }

@@ -88,6 +88,12 @@ typedef struct tap_tring_s {
     uint64_t     dropped __attribute__((aligned(64))); /* worker: full ring */
 } tap_tring_t;
 
+/* The recommended bucket bounds, in seconds, shared with the proxy's latency families. */
+extern const double  tap_b_duration[14];
+extern const double  tap_b_ttft[16];
+extern const double  tap_b_tpot[13];
+extern const double  tap_b_overhead[13];
+
 /* Copies ex into the ring.  TAP_OK, or TAP_DECLINED when full (counted). */
 int tap_tring_push(tap_tring_t *r, const tap_exchange_t *ex);
 

@@ -84,6 +84,12 @@ test('the ranking by count is exact while the prompts fit, with the access log\'
     assert.ok(Math.abs(top.e2e_ms.mean - mean) <= 0.01 * mean + 0.01,
         `mean e2e ${top.e2e_ms.mean} vs the access log's ${mean}`);
 
+    /* the top prompts as bounded gauges on /metrics */
+    const samples = parseMetrics((await getJSON(`${px.adminUrl}/metrics`)).body);
+    const tops = samples.filter((x) => x.name === 'infertap_prompt_top_requests');
+    assert.deepEqual(tops.map((x) => [x.labels.prompt_hash, x.value]).sort((x, y) => y[1] - x[1]),
+        r.prompts.map((p) => [p.prompt_hash, p.count]));
+
     const two = await prompts(px, '?limit=2');
     assert.equal(two.prompts.length, 2);
     const bad = await getJSON(`${px.adminUrl}/stats/prompts?by=nonsense`);

@@ -12,7 +12,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startSim, startProxy, stopAll, getJSON, postJSON } from './lib/harness.mjs';
+import {
+    startSim, startProxy, stopAll, getJSON, postJSON, parseMetrics, metricValue, promtoolCheck,
+} from './lib/harness.mjs';
 
 after(stopAll);
 
@@ -83,6 +85,19 @@ test('/stats percentiles agree within 1% with the access log, shards merged', as
     /* everything was just sent: the windows hold it all */
     assert.equal(s.e2e_ms['1m'].count, N);
     assert.equal(s.e2e_ms['5m'].count, N);
+
+    /* the same histograms on /metrics (and OTLP): counts, sums, buckets */
+    const text = (await getJSON(`${px.adminUrl}/metrics`)).body;
+    assert.equal((await promtoolCheck(text)).code, 0);
+    const samples = parseMetrics(text);
+    const lbl = { model: 'stats-model', route: '/v1/chat/completions', status: '2xx' };
+    assert.equal(metricValue(samples, 'infertap_latency_e2e_seconds_count', lbl), N);
+    assert.equal(metricValue(samples, 'infertap_latency_ttft_seconds_count', lbl), t.length);
+    const sum = metricValue(samples, 'infertap_latency_e2e_seconds_sum', lbl);
+    assert.ok(Math.abs(sum * 1000 - mean * N) <= 0.001 * mean * N, `sum ${sum}`);
+    const le1 = metricValue(samples, 'infertap_latency_e2e_seconds_bucket', { ...lbl, le: '0.08' });
+    const exact = d.filter((x) => x <= 80).length;
+    assert.ok(Math.abs(le1 - exact) <= Math.max(2, 0.02 * N), `le=0.08: ${le1} vs ${exact}`);
 });
 
 test('series beyond analysis.max_series fold into "other"', async () => {

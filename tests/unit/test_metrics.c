@@ -13,8 +13,13 @@
  * infertap.metrics.label_overflow; values are cut and repaired as UTF-8.
  * The OTLP message is packed with protobuf-c, unpacked and checked point by
  * point, cumulative and delta (differences, interval sum/min/max, start
- * times, unchanged series left out, gauges always sent).  A loop times
- * tap_metric_observe() and prints the cost as a TAP comment.
+ * times, unchanged series left out, gauges always sent).  tap_metric_clear()
+ * removes a family's series from both read-outs, from the cap and from the
+ * delta state, and repeated clear and set cycles from the collect callback
+ * keep tap_mreg_bytes() flat.  tap_metric_set_histogram() reads out like
+ * observations, cumulative and delta (differences, resets, interval min and
+ * max when known).  A loop times tap_metric_observe() and prints the cost as
+ * a TAP comment.
  *
  * `test_metrics --write DIR` only writes DIR/metrics_cumulative.bin and
  * DIR/metrics_delta.bin, two ExportMetricsServiceRequest bodies that
@@ -1063,6 +1068,516 @@ test_invalid(void **state)
 }
 
 
+/* A gauge family refreshed at each read: "the top prompts now". */
+typedef struct tap_t_top_s {
+    tap_mfam_t  *f;
+    unsigned     cycle;
+    unsigned     n;
+} tap_t_top_t;
+
+
+static const char *const  tap_t_prompt_labels[] = { "prompt" };
+
+static const tap_mfam_def_t  tap_t_top = {
+    .name = "infertap.prompt.top", .unit = "{request}", .help = "Top prompts.",
+    .kind = TAP_METRIC_GAUGE, .integer = 1, .labels = tap_t_prompt_labels, .nlabels = 1,
+};
+
+static const tap_mfam_def_t  tap_t_hits = {
+    .name = "infertap.prompt.hits", .unit = "{request}", .help = "Hits.",
+    .kind = TAP_METRIC_COUNTER, .integer = 1, .labels = tap_t_prompt_labels, .nlabels = 1,
+};
+
+
+/* Sets n series with fresh fixed-width values "pCCCCC-I" = cycle * 10 + i. */
+static void
+tap_t_top_collect(tap_mreg_t *r, void *arg)
+{
+    tap_t_top_t  *t = arg;
+    char          name[32];
+    const char   *v[1];
+    unsigned      i;
+
+    tap_metric_clear(t->f);
+    for (i = 0; i < t->n; i++) {
+        snprintf(name, sizeof(name), "p%05u-%u", t->cycle, i);
+        v[0] = name;
+        tap_metric_set(t->f, v, t->cycle * 10 + i);
+    }
+}
+
+
+/* Clear removes every series, the label values and the delta state. */
+static void
+test_clear(void **state)
+{
+    static const char *const  a[] = { "a" }, *const b[] = { "b" }, *const c[] = { "c" };
+    static const char *const  d[] = { "d" }, *const e[] = { "e" };
+    static const char  want[] =
+        "# HELP infertap_prompt_top Top prompts.\n"
+        "# TYPE infertap_prompt_top gauge\n"
+        "infertap_prompt_top{prompt=\"d\"} 4\n"
+        "infertap_prompt_top{prompt=\"e\"} 5\n"
+        "# HELP infertap_prompt_hits_total Hits.\n"
+        "# TYPE infertap_prompt_hits_total counter\n"
+        "# HELP infertap_metrics_label_overflow_total Recordings with a label value beyond the "
+        "cardinality cap, folded into \"other\".\n"
+        "# TYPE infertap_metrics_label_overflow_total counter\n";
+    tap_mreg_t             *r;
+    tap_mfam_t             *f, *hits;
+    tap_arena_t             ar;
+    tap_t_msg_t             m;
+    const tap_pb_metric_t  *mt;
+    const tap_pb_ndp_t     *p;
+    char                   *s;
+    size_t                  np, empty;
+    int                     delta;
+
+    r = tap_mreg_new(3, TAP_T_T0);
+    assert_non_null(r);
+    assert_int_equal(tap_mreg_bytes(r), 0);
+    f = tap_mreg_add(r, &tap_t_top);
+    hits = tap_mreg_add(r, &tap_t_hits);
+    assert_non_null(f);
+    assert_non_null(hits);
+    tap_arena_init(&ar);
+
+    /* 3 series (the cap is full), clear, 2 others: neither folds */
+    for (delta = 0; delta < 2; delta++) {
+        tap_metric_set(f, a, 1);
+        tap_metric_set(f, b, 2);
+        tap_metric_set(f, c, 3);
+        assert_true(tap_mreg_bytes(r) > 0);
+        tap_metric_clear(f);
+        tap_metric_set(f, d, 4);
+        tap_metric_set(f, e, 5);
+
+        s = tap_t_text(r, 0);
+        assert_string_equal(s, want);
+        free(s);
+
+        tap_t_export(r, &ar, TAP_T_T0 + (1 + delta) * TAP_T_SEC, delta, &m);
+        assert_int_equal(m.sm->n_metrics, 1);
+        assert_int_equal(m.npoints, 2);
+        mt = tap_t_metric(&m, 0, "infertap.prompt.top");
+        assert_int_equal(mt->gauge->n_data_points, 2);
+        p = mt->gauge->data_points[0];
+        assert_string_equal(tap_t_attr(p->attributes, p->n_attributes, 0, "prompt"), "d");
+        assert_int_equal(p->as_int, 4);
+        p = mt->gauge->data_points[1];
+        assert_string_equal(tap_t_attr(p->attributes, p->n_attributes, 0, "prompt"), "e");
+        assert_int_equal(p->as_int, 5);
+        tap_t_msg_free(&m);
+        tap_metric_clear(f);
+        if (delta == 0) {
+            empty = tap_mreg_bytes(r);
+            assert_true(empty > 0);        /* the tables are kept */
+        }
+        assert_int_equal(tap_mreg_bytes(r), empty);
+    }
+
+    /* a cleared family without series: announced, and no OTLP metric */
+    s = tap_t_text(r, 1);
+    assert_non_null(strstr(s, "# HELP infertap_prompt_top Top prompts.\n"
+                              "# TYPE infertap_prompt_hits counter\n"));
+    free(s);
+    assert_null(tap_mreg_otlp(r, &ar, NULL, TAP_T_T0 + 3 * TAP_T_SEC, 0, &np));
+    assert_int_equal(np, 0);
+    tap_arena_reset(&ar);
+
+    /* a counter set again after a clear: its next delta point is its whole value */
+    tap_metric_set(hits, a, 5);
+    tap_t_export(r, &ar, TAP_T_T0 + 4 * TAP_T_SEC, 1, &m);
+    assert_int_equal(tap_t_metric(&m, 0, "infertap.prompt.hits")->sum->data_points[0]->as_int,
+                     5);
+    tap_t_msg_free(&m);
+    tap_metric_clear(hits);
+    tap_metric_set(hits, a, 7);
+    tap_t_export(r, &ar, TAP_T_T0 + 5 * TAP_T_SEC, 1, &m);
+    p = tap_t_metric(&m, 0, "infertap.prompt.hits")->sum->data_points[0];
+    assert_int_equal(p->as_int, 7);
+    assert_true(p->start_time_unix_nano == TAP_T_T0 + 4 * TAP_T_SEC);
+    tap_t_msg_free(&m);
+    tap_t_export(r, &ar, TAP_T_T0 + 6 * TAP_T_SEC, 0, &m);
+    p = tap_t_metric(&m, 0, "infertap.prompt.hits")->sum->data_points[0];
+    assert_int_equal(p->as_int, 7);
+    assert_true(p->start_time_unix_nano == TAP_T_T0);
+    tap_t_msg_free(&m);
+
+    /* everything cleared: only the empty tables are left, the same for both */
+    tap_metric_clear(hits);
+    assert_int_equal(tap_mreg_bytes(r), 2 * empty);
+
+    tap_metric_clear(NULL);
+    assert_int_equal(tap_mreg_bytes(NULL), 0);
+    tap_arena_free(&ar);
+    tap_mreg_free(r);
+}
+
+
+/*
+ * 10,000 clear and set cycles from the collect callback, with fresh values
+ * and a cap of 4: nothing folds, every read shows the cycle's series only,
+ * and the bytes held stay those of the first cycle.  A peak of 1000 series
+ * is given back after the next clear.
+ */
+static void
+test_clear_cycles(void **state)
+{
+    tap_mreg_t   *r, *fresh;
+    tap_t_top_t   t;
+    tap_arena_t   a;
+    tap_t_msg_t   m;
+    char         *s, want[160];
+    size_t        first, peak;
+
+    r = tap_mreg_new(4, TAP_T_T0);
+    assert_non_null(r);
+    t.f = tap_mreg_add(r, &tap_t_top);
+    assert_non_null(t.f);
+    t.n = 2;
+    tap_mreg_on_collect(r, tap_t_top_collect, &t);
+    tap_arena_init(&a);
+
+    first = 0;
+    for (t.cycle = 0; t.cycle < 10000; t.cycle++) {
+        if (t.cycle % 100 == 99) {
+            tap_t_export(r, &a, TAP_T_T0 + t.cycle, t.cycle % 200 == 99, &m);
+            assert_int_equal(m.sm->n_metrics, 1);
+            assert_int_equal(m.npoints, 2);
+            snprintf(want, sizeof(want), "p%05u-1", t.cycle);
+            assert_string_equal(tap_t_attr(m.sm->metrics[0]->gauge->data_points[1]->attributes,
+                                           1, 0, "prompt"), want);
+            tap_t_msg_free(&m);
+        } else {
+            s = tap_t_text(r, 0);
+            snprintf(want, sizeof(want), "\ninfertap_prompt_top{prompt=\"p%05u-0\"} %u\n"
+                     "infertap_prompt_top{prompt=\"p%05u-1\"} %u\n# HELP",
+                     t.cycle, t.cycle * 10, t.cycle, t.cycle * 10 + 1);
+            if (strstr(s, want) == NULL) {
+                fail_msg("cycle %u: no %s in %s", t.cycle, want, s);
+            }
+            assert_null(strstr(s, "prompt=\"other\""));
+            assert_null(strstr(s, "label_overflow_total{"));
+            free(s);
+        }
+        if (t.cycle == 0) {
+            first = tap_mreg_bytes(r);
+            assert_true(first > 0);
+        }
+        assert_int_equal(tap_mreg_bytes(r), first);
+    }
+
+    tap_arena_free(&a);
+    tap_mreg_free(r);
+
+    /* a peak: kept once (the next refresh may need as much), then given back */
+    fresh = tap_mreg_new(4000, TAP_T_T0);
+    r = tap_mreg_new(4000, TAP_T_T0);
+    assert_non_null(fresh);
+    assert_non_null(r);
+    t.f = tap_mreg_add(fresh, &tap_t_top);
+    t.cycle = 3;
+    tap_t_top_collect(fresh, &t);
+
+    t.f = tap_mreg_add(r, &tap_t_top);
+    tap_mreg_on_collect(r, tap_t_top_collect, &t);
+    t.n = 1000;
+    free(tap_t_text(r, 0));
+    peak = tap_mreg_bytes(r);
+    t.n = 2;
+    free(tap_t_text(r, 0));
+    assert_true(tap_mreg_bytes(r) > tap_mreg_bytes(fresh));
+    free(tap_t_text(r, 0));
+    assert_int_equal(tap_mreg_bytes(r), tap_mreg_bytes(fresh));
+    assert_true(tap_mreg_bytes(r) * 20 < peak);
+    tap_mreg_free(fresh);
+    tap_mreg_free(r);
+}
+
+
+/* A histogram series set from outside, and its Prometheus text. */
+static void
+test_set_histogram(void **state)
+{
+    static const uint64_t  c1[] = { 1, 2, 0, 3, 1 };
+    static const uint64_t  zero[] = { 0, 0, 0, 0, 0 };
+    static const uint64_t  bad[] = { 1, 2, 0, 3, 2 };
+    static const uint64_t  one[] = { 4 };
+    static const char *const  none[] = { "" };
+    static const tap_mfam_def_t  nob = {
+        .name = "h0", .unit = "s", .help = "No bounds.", .kind = TAP_METRIC_HISTOGRAM,
+    };
+    static const char  want[] =
+        "# HELP gen_ai_client_operation_duration_seconds GenAI operation duration.\n"
+        "# TYPE gen_ai_client_operation_duration_seconds histogram\n"
+        "gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name=\"chat\","
+        "le=\"0.1\"} 1\n"
+        "gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name=\"chat\","
+        "le=\"0.5\"} 3\n"
+        "gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name=\"chat\","
+        "le=\"1\"} 3\n"
+        "gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name=\"chat\","
+        "le=\"2.5\"} 6\n"
+        "gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name=\"chat\","
+        "le=\"+Inf\"} 7\n"
+        "gen_ai_client_operation_duration_seconds_sum{gen_ai_operation_name=\"chat\"} 12.5\n"
+        "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\"} 7\n"
+        "gen_ai_client_operation_duration_seconds_bucket{le=\"0.1\"} 0\n"
+        "gen_ai_client_operation_duration_seconds_bucket{le=\"0.5\"} 0\n"
+        "gen_ai_client_operation_duration_seconds_bucket{le=\"1\"} 0\n"
+        "gen_ai_client_operation_duration_seconds_bucket{le=\"2.5\"} 0\n"
+        "gen_ai_client_operation_duration_seconds_bucket{le=\"+Inf\"} 0\n"
+        "gen_ai_client_operation_duration_seconds_sum 0\n"
+        "gen_ai_client_operation_duration_seconds_count 0\n"
+        "# HELP h0_seconds No bounds.\n"
+        "# TYPE h0_seconds histogram\n"
+        "h0_seconds_bucket{le=\"+Inf\"} 4\n"
+        "h0_seconds_sum 2\n"
+        "h0_seconds_count 4\n"
+        "# HELP infertap_requests_active Requests in flight.\n"
+        "# TYPE infertap_requests_active gauge\n"
+        "# HELP infertap_metrics_label_overflow_total Recordings with a label value beyond the "
+        "cardinality cap, folded into \"other\".\n"
+        "# TYPE infertap_metrics_label_overflow_total counter\n";
+    tap_mreg_t             *r;
+    tap_mfam_t             *f, *f0, *g;
+    tap_arena_t             a;
+    tap_t_msg_t             m;
+    const tap_pb_metric_t  *mt;
+    const tap_pb_hdp_t     *h;
+    char                   *s, *s2;
+    int                     rc;
+
+    r = tap_mreg_new(8, TAP_T_T0);
+    assert_non_null(r);
+    f = tap_mreg_add(r, &tap_t_duration);
+    f0 = tap_mreg_add(r, &nob);
+    g = tap_mreg_add(r, &tap_t_active);
+    assert_non_null(f);
+    assert_non_null(f0);
+    assert_non_null(g);
+
+    tap_metric_set_histogram(f, tap_t_op_chat, c1, 7, 12.5, 0.0625, 4.0);
+    tap_metric_set_histogram(f, none, zero, 0, 0.0, NAN, NAN);    /* min, max unused */
+    tap_metric_set_histogram(f0, NULL, one, 4, 2.0, 0.25, 1.0);
+    s = tap_t_text(r, 0);
+    assert_string_equal(s, want);
+    rc = tap_t_promtool(s);
+    assert_true(rc == 0 || rc == -1);
+
+    /* calls that do not fit change nothing */
+    tap_metric_set_histogram(f, tap_t_op_chat, bad, 7, 12.5, 0.0625, 4.0);   /* sum 8 */
+    tap_metric_set_histogram(f, tap_t_op_chat, c1, 7, NAN, 0.0625, 4.0);
+    tap_metric_set_histogram(f, tap_t_op_chat, c1, 7, 12.5, NAN, 4.0);
+    tap_metric_set_histogram(f, tap_t_op_chat, c1, 7, 12.5, 0.0625, NAN);
+    tap_metric_set_histogram(f, tap_t_op_chat, c1, 7, 12.5, 5.0, 4.0);
+    tap_metric_set_histogram(f, tap_t_op_chat, NULL, 0, 0.0, 0.0, 0.0);
+    tap_metric_set_histogram(g, NULL, c1, 7, 12.5, 0.0625, 4.0);
+    tap_metric_set_histogram(NULL, NULL, c1, 7, 12.5, 0.0625, 4.0);
+    s2 = tap_t_text(r, 0);
+    assert_string_equal(s2, want);
+    free(s2);
+    free(s);
+
+    /* OTLP, cumulative: as if observed */
+    tap_arena_init(&a);
+    tap_t_export(r, &a, TAP_T_T0 + 60 * TAP_T_SEC, 0, &m);
+    assert_int_equal(m.sm->n_metrics, 2);
+    assert_int_equal(m.npoints, 3);
+    mt = tap_t_metric(&m, 0, "gen_ai.client.operation.duration");
+    assert_int_equal(mt->histogram->aggregation_temporality, TAP_T_CUMULATIVE);
+    assert_int_equal(mt->histogram->n_data_points, 2);
+    h = mt->histogram->data_points[0];
+    tap_t_buckets(h, c1);
+    assert_int_equal(h->count, 7);
+    assert_true(h->has_sum && h->sum == 12.5);
+    assert_true(h->has_min && h->min == 0.0625);
+    assert_true(h->has_max && h->max == 4.0);
+    assert_true(h->start_time_unix_nano == TAP_T_T0);
+    assert_true(h->time_unix_nano == TAP_T_T0 + 60 * TAP_T_SEC);
+    assert_string_equal(tap_t_attr(h->attributes, h->n_attributes, 0, "gen_ai.operation.name"),
+                        "chat");
+    h = mt->histogram->data_points[1];
+    tap_t_buckets(h, zero);
+    assert_int_equal(h->n_attributes, 0);
+    assert_true(h->has_sum && h->sum == 0.0);
+    assert_false(h->has_min);
+    assert_false(h->has_max);
+    mt = tap_t_metric(&m, 1, "h0");
+    h = mt->histogram->data_points[0];
+    assert_int_equal(h->n_bucket_counts, 1);
+    assert_int_equal(h->bucket_counts[0], 4);
+    assert_int_equal(h->n_explicit_bounds, 0);
+    assert_true(h->count == 4 && h->sum == 2.0 && h->min == 0.25 && h->max == 1.0);
+    tap_t_msg_free(&m);
+
+    tap_arena_free(&a);
+    tap_mreg_free(r);
+}
+
+
+/* The latency shards of two workers, merged by the collect callback. */
+typedef struct tap_t_shards_s {
+    tap_mfam_t  *f;
+    uint64_t     b[2][5];
+    double       sum[2], min[2], max[2];
+} tap_t_shards_t;
+
+
+static void
+tap_t_shards_collect(tap_mreg_t *r, void *arg)
+{
+    tap_t_shards_t  *t = arg;
+    uint64_t         b[5], count;
+    double           sum, min, max;
+    size_t           i, k;
+
+    count = 0;
+    sum = 0.0;
+    min = INFINITY;
+    max = -INFINITY;
+    for (i = 0; i < 5; i++) {
+        b[i] = 0;
+        for (k = 0; k < 2; k++) {
+            b[i] += t->b[k][i];
+        }
+        count += b[i];
+    }
+    for (k = 0; k < 2; k++) {
+        sum += t->sum[k];
+        min = TAP_MIN(min, t->min[k]);
+        max = TAP_MAX(max, t->max[k]);
+    }
+    tap_metric_set_histogram(t->f, tap_t_op_chat, b, count, sum, min, max);
+}
+
+
+/* Sets the shard k to these buckets, sum, min and max. */
+static void
+tap_t_shard(tap_t_shards_t *t, size_t k, const uint64_t *b, double sum, double min, double max)
+{
+    memcpy(t->b[k], b, sizeof(t->b[k]));
+    t->sum[k] = sum;
+    t->min[k] = min;
+    t->max[k] = max;
+}
+
+
+/* Expects one delta histogram point: buckets, sum, and min and max (NaN: absent). */
+static void
+tap_t_delta_hist(tap_mreg_t *r, tap_arena_t *a, uint64_t now, uint64_t start,
+    const uint64_t *want, double sum, double min, double max)
+{
+    tap_t_msg_t             m;
+    const tap_pb_metric_t  *mt;
+    const tap_pb_hdp_t     *h;
+
+    tap_t_export(r, a, now, 1, &m);
+    assert_int_equal(m.sm->n_metrics, 1);
+    assert_int_equal(m.npoints, 1);
+    mt = tap_t_metric(&m, 0, "gen_ai.client.operation.duration");
+    assert_int_equal(mt->histogram->aggregation_temporality, TAP_T_DELTA);
+    h = mt->histogram->data_points[0];
+    tap_t_buckets(h, want);
+    assert_true(h->has_sum && h->sum == sum);
+    assert_int_equal(h->has_min, !isnan(min));
+    assert_int_equal(h->has_max, !isnan(max));
+    if (!isnan(min)) {
+        assert_true(h->min == min);
+    }
+    if (!isnan(max)) {
+        assert_true(h->max == max);
+    }
+    assert_true(h->start_time_unix_nano == start && h->time_unix_nano == now);
+    tap_t_msg_free(&m);
+}
+
+
+/*
+ * Delta exports of a histogram set from outside at each read: differences,
+ * several sets in one interval, nothing sent when nothing moved, a count or
+ * a bucket going down taken as a reset; the interval min and max sent when
+ * a set moved them.
+ */
+static void
+test_set_histogram_delta(void **state)
+{
+    static const uint64_t  w1[] = { 1, 2, 0, 3, 1 };
+    static const uint64_t  w1b[] = { 0, 1, 0, 1, 0 };
+    static const uint64_t  w3[] = { 0, 1, 0, 0, 0 };
+    static const uint64_t  w4[] = { 0, 0, 0, 0, 2 };
+    static const uint64_t  w5[] = { 1, 1, 0, 0, 1 };
+    static const uint64_t  zero[] = { 0, 0, 0, 0, 0 };
+    static const uint64_t  all[] = { 2, 4, 1, 4, 2 };
+    tap_mreg_t             *r;
+    tap_t_shards_t          t;
+    tap_arena_t             a;
+    tap_t_msg_t             m;
+    size_t                  np;
+    uint64_t                t1;
+
+    r = tap_mreg_new(8, TAP_T_T0);
+    assert_non_null(r);
+    memset(&t, 0, sizeof(t));
+    t.f = tap_mreg_add(r, &tap_t_duration);
+    assert_non_null(t.f);
+    t.min[0] = t.min[1] = INFINITY;
+    t.max[0] = t.max[1] = -INFINITY;
+    tap_mreg_on_collect(r, tap_t_shards_collect, &t);
+    tap_arena_init(&a);
+    t1 = TAP_T_T0 + TAP_T_SEC;
+
+    /* the first export: everything since start */
+    tap_t_shard(&t, 0, w1, 12.5, 0.0625, 4.0);
+    tap_t_delta_hist(r, &a, t1, TAP_T_T0, w1, 12.5, 0.0625, 4.0);
+
+    /* more, within the extremes: they are not known for the interval */
+    tap_t_shard(&t, 1, w1b, 2.5, 0.25, 3.0);
+    tap_t_delta_hist(r, &a, t1 + 1, t1, w1b, 2.5, NAN, NAN);
+
+    /* a Prometheus read sets in between; the extremes moved, then stayed */
+    tap_t_shard(&t, 1, (const uint64_t[]) { 0, 1, 1, 1, 1 }, 12.5, 0.25, 9.0);
+    free(tap_t_text(r, 0));
+    tap_t_shard(&t, 0, (const uint64_t[]) { 2, 2, 0, 3, 1 }, 12.5625, 0.03125, 4.0);
+    free(tap_t_text(r, 0));
+    tap_t_shard(&t, 0, (const uint64_t[]) { 2, 3, 0, 3, 1 }, 12.8125, 0.03125, 4.0);
+    tap_t_delta_hist(r, &a, t1 + 2, t1 + 1, (const uint64_t[]) { 1, 1, 1, 0, 1 },
+                     10.3125, 0.03125, 9.0);
+
+    /* nothing moved: no point, no message */
+    assert_null(tap_mreg_otlp(r, &a, NULL, t1 + 3, 1, &np));
+    assert_int_equal(np, 0);
+    tap_arena_reset(&a);
+
+    /* the cumulative state is the merged one */
+    tap_t_export(r, &a, t1 + 4, 0, &m);
+    tap_t_buckets(m.sm->metrics[0]->histogram->data_points[0], all);
+    assert_true(m.sm->metrics[0]->histogram->data_points[0]->sum == 12.8125 + 12.5);
+    assert_true(m.sm->metrics[0]->histogram->data_points[0]->min == 0.03125);
+    assert_true(m.sm->metrics[0]->histogram->data_points[0]->max == 9.0);
+    tap_t_msg_free(&m);
+
+    /* both workers restarted: the count went down, all of it is new */
+    tap_t_shard(&t, 0, w3, 0.25, 0.25, 0.25);
+    tap_t_shard(&t, 1, zero, 0.0, INFINITY, -INFINITY);
+    tap_t_delta_hist(r, &a, t1 + 5, t1 + 2, w3, 0.25, 0.25, 0.25);
+
+    /* down to nothing: a reset with nothing to send */
+    tap_t_shard(&t, 0, zero, 0.0, INFINITY, -INFINITY);
+    assert_null(tap_mreg_otlp(r, &a, NULL, t1 + 6, 1, &np));
+    tap_arena_reset(&a);
+    tap_t_shard(&t, 1, w4, 10.0, 4.0, 6.0);
+    tap_t_delta_hist(r, &a, t1 + 7, t1 + 5, w4, 10.0, 4.0, 6.0);
+
+    /* a higher count with one bucket lower is a reset too */
+    tap_t_shard(&t, 1, w5, 7.0, 0.05, 5.0);
+    tap_t_delta_hist(r, &a, t1 + 8, t1 + 7, w5, 7.0, 0.05, 5.0);
+
+    tap_arena_free(&a);
+    tap_mreg_free(r);
+}
+
 /* Registry stand-ins for the families infertap declares, to time recording. */
 static void
 test_observe_cost(void **state)
@@ -1239,6 +1754,10 @@ main(int argc, char **argv)
         cmocka_unit_test(test_otlp_delta),
         cmocka_unit_test(test_collect),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_clear),
+        cmocka_unit_test(test_clear_cycles),
+        cmocka_unit_test(test_set_histogram),
+        cmocka_unit_test(test_set_histogram_delta),
         cmocka_unit_test(test_observe_cost),
         cmocka_unit_test(test_write),
     };
