@@ -142,8 +142,9 @@ typedef struct tap_admin_fams_s {
  * bucket off when a value lies within 1/128 of a bound.
  */
 static void
-tap_admin_collect_series(void *arg, const tap_lseries_t *key, tap_hist_t *const *h)
+tap_admin_collect_series(void *arg, const tap_lseries_t *key, tap_hist_t (*wh)[TAP_LAT_N])
 {
+    tap_hist_t         *h = wh[TAP_LSTATS_WINS - 1];           /* since start */
     tap_admin_fams_t   *f = arg;
     tap_hist_bucket_t   b;
     const char         *v[4];
@@ -158,22 +159,22 @@ tap_admin_collect_series(void *arg, const tap_lseries_t *key, tap_hist_t *const 
     v[2] = key->route;
     v[3] = key->status;
     for (k = 0; k < TAP_LAT_N; k++) {
-        if (tap_hist_count(h[k]) == 0) {
+        if (tap_hist_count(&h[k]) == 0) {
             continue;
         }
         bounds = tap_d_lat[k].bounds;
         nb = tap_d_lat[k].nbounds;
         memset(counts, 0, sizeof(counts));
-        for (it = 0; tap_hist_next(h[k], &it, &b) == TAP_OK; ) {
+        for (it = 0; tap_hist_next(&h[k], &it, &b) == TAP_OK; ) {
             mid = ((double) b.lo + (double) b.hi) / 2e9;
             for (i = 0; i < nb && mid > bounds[i]; i++) {
                 /* the first bound at or above the midpoint */
             }
             counts[i] += b.count;
         }
-        tap_metric_set_histogram(f->lat[k], v, counts, tap_hist_count(h[k]),
-            tap_hist_sum(h[k]) / 1e9, (double) tap_hist_min(h[k]) / 1e9,
-            (double) tap_hist_max(h[k]) / 1e9);
+        tap_metric_set_histogram(f->lat[k], v, counts, tap_hist_count(&h[k]),
+            tap_hist_sum(&h[k]) / 1e9, (double) tap_hist_min(&h[k]) / 1e9,
+            (double) tap_hist_max(&h[k]) / 1e9);
     }
 }
 
@@ -232,8 +233,8 @@ tap_admin_collect(tap_mreg_t *reg, void *arg)
         for (i = 0; i < px->nworkers; i++) {
             shards[i] = &px->workers[i].lat;
         }
-        tap_lstats_each(shards, px->nworkers, (uint64_t) tap_now_ns(), TAP_WIN_ALL,
-            tap_admin_collect_series, f);
+        tap_lstats_each(shards, px->nworkers, (uint64_t) tap_now_ns(), tap_admin_collect_series,
+            f);
     }
     for (i = 0; i < 2; i++) {
         for (k = 1; k < TAP_GEN_PARSE_N; k++) {

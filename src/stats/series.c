@@ -213,7 +213,7 @@ tap_lstats_json_hist(struct evbuffer *out, const tap_hist_t *h)
 }
 
 
-/* Is series j of shard `sh` the first of its key (earlier shards, earlier series)? */
+/* Two series of the same key. */
 static int
 tap_lstats_same(const tap_lseries_t *a, const tap_lseries_t *b)
 {
@@ -229,74 +229,131 @@ static const tap_lseries_t  tap_lseries_other = {
 };
 
 
+/* Adds series o into the merged histograms h. */
+static int
+tap_lstats_add(const tap_lseries_t *o, uint64_t now_ns, tap_hist_t (*h)[TAP_LAT_N])
+{
+    unsigned  w, k;
+    int       rc = TAP_OK;
+
+    for (w = 0; w < TAP_LSTATS_WINS; w++) {
+        for (k = 0; k < TAP_LAT_N; k++) {
+            if (tap_whist_read(&o->h[k], now_ns, tap_win_order[w], &h[w][k]) != TAP_OK) {
+                rc = TAP_ERROR;
+            }
+        }
+    }
+    return rc;
+}
+
+
 int
 tap_lstats_each(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
-    tap_win_e win, tap_lstats_each_pt fn, void *arg)
+    tap_lstats_each_pt fn, void *arg)
 {
-    const tap_lseries_t  *ls, *o;
-    tap_hist_t            h[TAP_LAT_N], *hp[TAP_LAT_N];
-    unsigned              sh, i, s2, j, k, n, n2, dup, other = 0;
+    const tap_lseries_t  *ls;
+    tap_hist_t            h[TAP_LSTATS_WINS][TAP_LAT_N];
+    unsigned              sh, i, s2, j, w, k, n, n2, dup, other = 0;
     int                   rc = TAP_OK;
 
-    for (k = 0; k < TAP_LAT_N; k++) {
-        tap_hist_init(&h[k]);
-        hp[k] = &h[k];
-    }
-    for (sh = 0; sh < nshards; sh++) {
-        other |= shards[sh]->other_on;
-    }
-
-    for (sh = 0; sh <= nshards; sh++) {
-        n = sh < nshards ? atomic_load_explicit(&shards[sh]->n, memory_order_acquire) : 1;
-        for (i = 0; i < n; i++) {
-            if (sh == nshards) {
-                if (!other) {
-                    break;
-                }
-                ls = NULL;
-            } else {
-                ls = &shards[sh]->series[i];
-                for (dup = 0, s2 = 0; s2 < sh && !dup; s2++) {
-                    n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
-                    for (j = 0; j < n2 && !dup; j++) {
-                        dup = tap_lstats_same(&shards[s2]->series[j], ls);
-                    }
-                }
-                if (dup) {
-                    continue;
-                }
-            }
-            for (k = 0; k < TAP_LAT_N; k++) {
-                tap_hist_reset(&h[k]);
-            }
-            for (s2 = ls == NULL ? 0 : sh; s2 < nshards; s2++) {
-                n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
-                for (j = (s2 == sh ? i : 0); j <= n2; j++) {
-                    if (j == n2) {
-                        if (ls != NULL || !shards[s2]->other_on) {
-                            break;
-                        }
-                        o = &shards[s2]->series[shards[s2]->capacity];
-                    } else if (ls == NULL || !tap_lstats_same(&shards[s2]->series[j], ls)) {
-                        continue;
-                    } else {
-                        o = &shards[s2]->series[j];
-                    }
-                    for (k = 0; k < TAP_LAT_N; k++) {
-                        if (tap_whist_read(&o->h[k], now_ns, win, &h[k]) != TAP_OK) {
-                            rc = TAP_ERROR;
-                        }
-                    }
-                }
-            }
-            fn(arg, ls != NULL ? ls : &tap_lseries_other, hp);
+    for (w = 0; w < TAP_LSTATS_WINS; w++) {
+        for (k = 0; k < TAP_LAT_N; k++) {
+            tap_hist_init(&h[w][k]);
         }
     }
 
-    for (k = 0; k < TAP_LAT_N; k++) {
-        tap_hist_cleanup(&h[k]);
+    for (sh = 0; sh < nshards; sh++) {
+        n = atomic_load_explicit(&shards[sh]->n, memory_order_acquire);
+        other |= shards[sh]->other_on;
+        for (i = 0; i < n; i++) {
+            ls = &shards[sh]->series[i];
+            /* a key seen in an earlier shard was reported there */
+            for (dup = 0, s2 = 0; s2 < sh && !dup; s2++) {
+                n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                for (j = 0; j < n2 && !dup; j++) {
+                    dup = tap_lstats_same(&shards[s2]->series[j], ls);
+                }
+            }
+            if (dup) {
+                continue;
+            }
+            for (w = 0; w < TAP_LSTATS_WINS; w++) {
+                for (k = 0; k < TAP_LAT_N; k++) {
+                    tap_hist_reset(&h[w][k]);
+                }
+            }
+            for (s2 = sh; s2 < nshards; s2++) {
+                n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
+                for (j = (s2 == sh ? i : 0); j < n2; j++) {
+                    if (tap_lstats_same(&shards[s2]->series[j], ls)
+                        && tap_lstats_add(&shards[s2]->series[j], now_ns, h) != TAP_OK)
+                    {
+                        rc = TAP_ERROR;
+                    }
+                }
+            }
+            fn(arg, ls, h);
+        }
+    }
+
+    if (other) {
+        for (w = 0; w < TAP_LSTATS_WINS; w++) {
+            for (k = 0; k < TAP_LAT_N; k++) {
+                tap_hist_reset(&h[w][k]);
+            }
+        }
+        for (sh = 0; sh < nshards; sh++) {
+            if (shards[sh]->other_on
+                && tap_lstats_add(&shards[sh]->series[shards[sh]->capacity], now_ns, h)
+                   != TAP_OK)
+            {
+                rc = TAP_ERROR;
+            }
+        }
+        fn(arg, &tap_lseries_other, h);
+    }
+
+    for (w = 0; w < TAP_LSTATS_WINS; w++) {
+        for (k = 0; k < TAP_LAT_N; k++) {
+            tap_hist_cleanup(&h[w][k]);
+        }
     }
     return rc;
+}
+
+
+/* tap_lstats_each() callback of tap_lstats_json(): one series object. */
+typedef struct tap_lstats_out_s {
+    struct evbuffer  *out;
+    unsigned          first:1;
+} tap_lstats_out_t;
+
+
+static void
+tap_lstats_json_series(void *arg, const tap_lseries_t *ls, tap_hist_t (*h)[TAP_LAT_N])
+{
+    tap_lstats_out_t  *o = arg;
+    struct evbuffer   *out = o->out;
+    unsigned           w, k;
+
+    evbuffer_add_printf(out, "%s{", o->first ? "" : ",");
+    o->first = 0;
+    tap_lstats_json_str(out, "model", ls->model);
+    evbuffer_add(out, ",", 1);
+    tap_lstats_json_str(out, "upstream", ls->upstream);
+    evbuffer_add(out, ",", 1);
+    tap_lstats_json_str(out, "route", ls->route);
+    evbuffer_add(out, ",", 1);
+    tap_lstats_json_str(out, "status", ls->status);
+    for (k = 0; k < TAP_LAT_N; k++) {
+        evbuffer_add_printf(out, ",\"%s\":{", tap_lat_names[k]);
+        for (w = 0; w < TAP_LSTATS_WINS; w++) {
+            evbuffer_add_printf(out, "%s\"%s\":", w ? "," : "", tap_win_names[w]);
+            tap_lstats_json_hist(out, &h[w][k]);
+        }
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "}", 1);
 }
 
 
@@ -304,85 +361,17 @@ int
 tap_lstats_json(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
     struct evbuffer *out)
 {
-    const tap_lseries_t  *ls, *o;
-    tap_hist_t            h;
-    unsigned              sh, i, s2, j, k, w, n, n2, first = 1, dup;
-    uint64_t              folded = 0;
-    int                   rc = TAP_OK;
+    tap_lstats_out_t  o = { out, 1 };
+    uint64_t          folded = 0;
+    unsigned          sh;
+    int               rc;
 
     evbuffer_add_printf(out, "{\"windows\":{\"1m\":\"the last 60-70 s\","
         "\"5m\":\"the last 5-6 min\",\"all\":\"since start\"},\"series\":[");
-    tap_hist_init(&h);
-
+    rc = tap_lstats_each(shards, nshards, now_ns, tap_lstats_json_series, &o);
     for (sh = 0; sh < nshards; sh++) {
-        n = atomic_load_explicit(&shards[sh]->n, memory_order_acquire);
         folded += atomic_load_explicit(&shards[sh]->folded, memory_order_relaxed);
-        for (i = 0; i <= n; i++) {
-            if (i == n) {
-                if (folded == 0 || sh != nshards - 1) {
-                    break;
-                }
-                /* the catch-all series last, once, over every shard */
-                ls = NULL;
-            } else {
-                ls = &shards[sh]->series[i];
-                /* a key seen in an earlier shard was written there */
-                for (dup = 0, s2 = 0; s2 < sh && !dup; s2++) {
-                    n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
-                    for (j = 0; j < n2 && !dup; j++) {
-                        dup = tap_lstats_same(&shards[s2]->series[j], ls);
-                    }
-                }
-                if (dup) {
-                    continue;
-                }
-            }
-
-            evbuffer_add_printf(out, "%s{", first ? "" : ",");
-            first = 0;
-            tap_lstats_json_str(out, "model", ls ? ls->model : "other");
-            evbuffer_add(out, ",", 1);
-            tap_lstats_json_str(out, "upstream", ls ? ls->upstream : "other");
-            evbuffer_add(out, ",", 1);
-            tap_lstats_json_str(out, "route", ls ? ls->route : "other");
-            evbuffer_add(out, ",", 1);
-            tap_lstats_json_str(out, "status", ls ? ls->status : "other");
-
-            for (k = 0; k < TAP_LAT_N; k++) {
-                evbuffer_add_printf(out, ",\"%s\":{", tap_lat_names[k]);
-                for (w = 0; w < TAP_NELEMS(tap_win_order); w++) {
-                    tap_hist_reset(&h);
-                    for (s2 = ls == NULL ? 0 : sh; s2 < nshards; s2++) {
-                        n2 = atomic_load_explicit(&shards[s2]->n, memory_order_acquire);
-                        if (ls == NULL) {
-                            if (shards[s2]->other_on
-                                && tap_whist_read(&shards[s2]->series[shards[s2]->capacity]
-                                       .h[k], now_ns, tap_win_order[w], &h) != TAP_OK)
-                            {
-                                rc = TAP_ERROR;
-                            }
-                            continue;
-                        }
-                        for (j = (s2 == sh ? i : 0); j < n2; j++) {
-                            o = &shards[s2]->series[j];
-                            if (tap_lstats_same(o, ls)
-                                && tap_whist_read(&o->h[k], now_ns, tap_win_order[w], &h)
-                                   != TAP_OK)
-                            {
-                                rc = TAP_ERROR;
-                            }
-                        }
-                    }
-                    evbuffer_add_printf(out, "%s\"%s\":", w ? "," : "", tap_win_names[w]);
-                    tap_lstats_json_hist(out, &h);
-                }
-                evbuffer_add(out, "}", 1);
-            }
-            evbuffer_add(out, "}", 1);
-        }
     }
-
     evbuffer_add_printf(out, "],\"folded\":%llu}\n", (unsigned long long) folded);
-    tap_hist_cleanup(&h);
     return rc;
 }

@@ -67,17 +67,20 @@ void tap_lstats_cleanup(tap_lstats_t *s);
 /* Worker: records one finished exchange at now_ns (monotonic). */
 void tap_lstats_record(tap_lstats_t *s, const tap_exchange_t *ex, uint64_t now_ns);
 
+/* The windows tap_lstats_each() merges, in this order. */
+#define TAP_LSTATS_WINS  3                 /* TAP_WIN_1M, TAP_WIN_5M, TAP_WIN_ALL */
+
 /*
  * Reader: calls fn once per distinct key over all shards (the catch-all
- * "other" last), with the five histograms of window win merged over the
- * shards (fn must not keep them).  Returns TAP_OK or TAP_ERROR (out of
- * memory: fn was not called for every key).
+ * "other" last), with h[w][figure] the histograms of window w (1m, 5m, all)
+ * merged over the shards; fn must not keep them.  Returns TAP_OK, or
+ * TAP_ERROR when out of memory (some histograms may then be short).
  */
 typedef void (*tap_lstats_each_pt)(void *arg, const tap_lseries_t *key,
-    tap_hist_t *const *h);
+    tap_hist_t (*h)[TAP_LAT_N]);
 
 int tap_lstats_each(tap_lstats_t *const *shards, unsigned nshards, uint64_t now_ns,
-    tap_win_e win, tap_lstats_each_pt fn, void *arg);
+    tap_lstats_each_pt fn, void *arg);
 
 /*
  * Reader: GET /stats.  Merges the shards' series of equal keys and writes
