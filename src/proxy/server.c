@@ -338,6 +338,7 @@ tap_txn_finish(tap_txn_t *t)
     }
     cls = (t->ex.status >= 100 && t->ex.status < 600) ? (unsigned) t->ex.status / 100 : 0;
     TAP_STAT_ADD(w->st.requests[cls], 1);
+    tap_lstats_record(&w->lat, &t->ex, (uint64_t) t->ex.last_byte);
     /* the telemetry hub writes the access-log line; the worker does when there
      * is no hub or its ring is full */
     if ((w->tring == NULL || tap_tring_push(w->tring, &t->ex) != TAP_OK)
@@ -345,7 +346,6 @@ tap_txn_finish(tap_txn_t *t)
     {
         TAP_STAT_ADD(w->st.limits[TAP_LIMIT_ACCESS_LOG], 1);
     }
-    tap_lstats_record(&w->lat, &t->ex, (uint64_t) t->ex.last_byte);
 
     dc->txn = NULL;
     tap_fx_free(t->fx);

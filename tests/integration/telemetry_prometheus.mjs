@@ -36,6 +36,15 @@ before(async () => {
             assert.ok(ch);
         }
     }
+    /* the telemetry thread may see the last exchange a moment after the client */
+    for (let i = 0; i < 100; i++) {
+        const text = (await scrape()).body.toString();
+        if (metricValue(parseMetrics(text), 'gen_ai_server_request_duration_seconds_count',
+            { gen_ai_request_model: 'prom-model' }) === 6) {
+            break;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+    }
 });
 
 after(stopAll);

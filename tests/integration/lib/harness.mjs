@@ -348,6 +348,16 @@ export async function startProxy({
         }
         return parseMetrics(r.body);
     };
+    /*
+     * /metrics once pred(samples) holds: a response reaches the client a
+     * moment before its exchange reaches the telemetry thread, so figures
+     * the hub keeps (GenAI histograms, prompt tables) can lag by one.
+     */
+    h.metricsWhen = async (pred, timeoutMs = 3000) => {
+        let samples;
+        await waitUntil(async () => pred(samples = await h.metrics()), { timeoutMs });
+        return samples;
+    };
     h.rss = () => rssBytes(h.proc.pid);
     return h;
 }
