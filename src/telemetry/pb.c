@@ -249,9 +249,13 @@ tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
 void
 tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
 {
-    char  buf[17];
+    static const char  digits[] = "0123456789abcdef";
+    char               buf[16];
+    int                i;
 
-    snprintf(buf, sizeof(buf), "%016llx", (unsigned long long) x);
+    for (i = 15; i >= 0; i--, x >>= 4) {
+        buf[i] = digits[x & 0xf];
+    }
     tap_attr_strn(at, key, buf, 16);
 }
 
