@@ -37,17 +37,22 @@ tap_arena_alloc(tap_arena_t *a, size_t n)
 
     n = (n + 15) & ~(size_t) 15;
     if (a->head == NULL || a->head->size - a->used < n) {
-        size = n > TAP_ARENA_BLOCK ? n : TAP_ARENA_BLOCK;
-        b = malloc(sizeof(tap_arena_blk_t) + size);
-        if (b == NULL) {
-            a->failed = 1;
-            return NULL;
+        if (n <= TAP_ARENA_BLOCK && a->spare != NULL) {
+            b = a->spare;
+            a->spare = b->next;
+        } else {
+            size = n > TAP_ARENA_BLOCK ? n : TAP_ARENA_BLOCK;
+            b = malloc(sizeof(tap_arena_blk_t) + size);
+            if (b == NULL) {
+                a->failed = 1;
+                return NULL;
+            }
+            b->size = size;
+            a->total += size;
         }
-        b->size = size;
         b->next = a->head;
         a->head = b;
         a->used = 0;
-        a->total += size;
     }
     p = (char *) a->head->data + a->used;
     a->used += n;
@@ -80,23 +85,23 @@ void
 tap_arena_reset(tap_arena_t *a)
 {
     tap_arena_blk_t  *b, *next;
+    size_t            kept = 0;
 
-    if (a->head == NULL) {
-        return;
+    for (b = a->spare; b != NULL; b = b->next) {
+        kept += b->size;
     }
-    /* keep the newest block only when it is a standard one */
-    for (b = a->head->next; b != NULL; b = next) {
+    for (b = a->head; b != NULL; b = next) {
         next = b->next;
-        free(b);
+        if (b->size == TAP_ARENA_BLOCK && kept + b->size <= TAP_ARENA_KEEP) {
+            b->next = a->spare;
+            a->spare = b;
+            kept += b->size;
+        } else {
+            a->total -= b->size;
+            free(b);
+        }
     }
-    a->head->next = NULL;
-    if (a->head->size != TAP_ARENA_BLOCK) {
-        free(a->head);
-        a->head = NULL;
-        a->total = 0;
-    } else {
-        a->total = TAP_ARENA_BLOCK;
-    }
+    a->head = NULL;
     a->used = 0;
     a->failed = 0;
 }
@@ -107,7 +112,8 @@ tap_arena_free(tap_arena_t *a)
 {
     tap_arena_blk_t  *b, *next;
 
-    for (b = a->head; b != NULL; b = next) {
+    tap_arena_reset(a);
+    for (b = a->spare; b != NULL; b = next) {
         next = b->next;
         free(b);
     }

@@ -50,11 +50,18 @@ typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceResponse    
 
 #define TAP_PB_ANY(c)  OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##c
 
-/* A bump allocator: blocks of at least 64 KiB, 16-byte aligned, zeroed. */
+/*
+ * A bump allocator: blocks of at least 64 KiB, 16-byte aligned, zeroed.  A
+ * reset keeps the standard blocks (up to TAP_ARENA_KEEP bytes) for the next
+ * message, so a steady stream of batches allocates nothing.
+ */
 typedef struct tap_arena_blk_s  tap_arena_blk_t;
 
+#define TAP_ARENA_KEEP  (8 * 1024 * 1024)
+
 typedef struct tap_arena_s {
-    tap_arena_blk_t  *head;
+    tap_arena_blk_t  *head;            /* the block being filled; older ones follow */
+    tap_arena_blk_t  *spare;           /* kept blocks not in use since the last reset */
     size_t            used;            /* bytes taken from head */
     size_t            total;           /* bytes of all blocks, for limits and tests */
     unsigned          failed:1;        /* an allocation failed since the last reset */
@@ -65,7 +72,7 @@ void tap_arena_init(tap_arena_t *a);
 void *tap_arena_alloc(tap_arena_t *a, size_t n);
 char *tap_arena_strndup(tap_arena_t *a, const char *s, size_t n);
 char *tap_arena_strdup(tap_arena_t *a, const char *s);
-/* Keeps one block for the next message, frees the others. */
+/* Empties the arena, keeping its standard blocks (up to TAP_ARENA_KEEP bytes). */
 void tap_arena_reset(tap_arena_t *a);
 void tap_arena_free(tap_arena_t *a);
 
