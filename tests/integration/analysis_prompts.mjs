@@ -127,6 +127,10 @@ test('the slow-prompt knob: first by latency, and flagged when one server of sev
         await chat(px, 'a quick one');
     }
     const byLatency = await prompts(px, '?by=latency&limit=1', 10);
+    /* the access-log lines follow the table by a moment */
+    for (let i = 0; i < 100 && px.logs().length < 10; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+    }
     const rec = px.logs().find((l) => l.upstream === `127.0.0.1:${slow.port}`
         && l.prompt_hash === byLatency.prompts[0].prompt_hash);
     assert.ok(rec, 'the prompt ranked slowest is the one the slow server answered');
