@@ -139,13 +139,14 @@ test('the slow-prompt knob: first by latency, and flagged when one server of sev
     assert.ok(byLatency.anomalies.e2e >= 1, `flagged: ${JSON.stringify(byLatency.anomalies)}`);
 
     const span = await rx.waitFor(() => rx.spans().find((s) => s.kind === 3
-        && s.attrs['infertap.anomaly.kind'] !== undefined));
+        && s.attrs['server.port'] === slow.port && s.attrs['infertap.anomaly.kind'] !== undefined));
     assert.equal(span.attrs['infertap.anomaly'], true);
     assert.match(span.attrs['infertap.anomaly.kind'], /^(e2e|ttft)$/);
     assert.ok(span.events.some((e) => e.name === 'infertap.anomaly'), 'anomaly event');
     assert.equal(span.attrs['server.port'], slow.port, 'the slow server answered it');
-    const log = await rx.waitFor(() => rx.logs().find((l) => l.attrs.anomaly));
-    assert.equal(log.traceId, span.traceId);
+    const log = await rx.waitFor(() => rx.logs().find((l) => l.attrs.anomaly
+        && l.traceId === span.traceId));
+    assert.equal(log.attrs.anomaly, span.attrs['infertap.anomaly.kind']);
     const samples = parseMetrics((await getJSON(`${px.adminUrl}/metrics`)).body);
     assert.ok(metricValue(samples, 'infertap_analysis_anomalies_total', { kind: 'e2e' }) >= 1);
 });
