@@ -11,7 +11,7 @@ AM_CPPFLAGS += $(TAP_DEP_CFLAGS)
 noinst_LIBRARIES += libinfertap.a
 libinfertap_a_SOURCES = \
 	src/tap_core.h \
-	src/conf.c src/conf.h \
+	src/conf.c src/conf.h src/tlsctx.c src/tlsctx.h \
 	src/run.c src/run.h \
 	src/version.h
 

@@ -11,62 +11,23 @@
  * unless it is an address, which SNI cannot carry.
  *
  * A peer that closes without close_notify is treated as an EOF, not as an
- * error (dirty shutdown), as almost every HTTP peer does it.
+ * error (dirty shutdown), as almost every HTTP peer does it.  The client
+ * context and connecting bufferevent are shared with the OTLP exporters
+ * (src/tlsctx.c).
  */
 
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "tap_core.h"
+#include "tlsctx.h"
 #include "proxy/proxy-int.h"
-
-
-/* Appends OpenSSL's error queue to a "what: " prefix in an allocated string. */
-static char *
-tap_tls_errstr(const char *what, const char *file)
-{
-    char           buf[256], *s = NULL;
-    unsigned long  e;
-
-    e = ERR_peek_last_error();
-    if (e != 0) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-    } else {
-        snprintf(buf, sizeof(buf), "unknown error");
-    }
-    ERR_clear_error();
-    if (asprintf(&s, "%s%s%s: %s", what, file ? " " : "", file ? file : "", buf) < 0) {
-        s = NULL;
-    }
-    return s;
-}
-
-
-static int
-tap_tls_load_pair(SSL_CTX *ctx, const char *cert, const char *key, char **err)
-{
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        *err = tap_tls_errstr("cannot load the certificate", cert);
-        return TAP_ERROR;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        *err = tap_tls_errstr("cannot load the private key", key);
-        return TAP_ERROR;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        *err = tap_tls_errstr("the private key does not match the certificate", key);
-        return TAP_ERROR;
-    }
-    return TAP_OK;
-}
 
 
 static SSL_CTX *
@@ -90,46 +51,6 @@ tap_tls_server_ctx(const tap_psettings_t *ps, char **err)
 }
 
 
-static SSL_CTX *
-tap_tls_client_ctx(const tap_psettings_t *ps, char **err)
-{
-    SSL_CTX  *ctx;
-
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        *err = tap_tls_errstr("cannot create a TLS context", NULL);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-
-    if (ps->up_verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (ps->up_ca_file != NULL) {
-            if (SSL_CTX_load_verify_locations(ctx, ps->up_ca_file, NULL) != 1) {
-                *err = tap_tls_errstr("upstream_tls.ca_file: cannot load", ps->up_ca_file);
-                goto failed;
-            }
-        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-            *err = tap_tls_errstr("cannot load the system's trusted certificates", NULL);
-            goto failed;
-        }
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    }
-
-    if (ps->up_cert != NULL && tap_tls_load_pair(ctx, ps->up_cert, ps->up_key, err) != TAP_OK) {
-        goto failed;
-    }
-    return ctx;
-
-failed:
-
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-
-
 int
 tap_tls_init(tap_proxy_t *px, char **err)
 {
@@ -145,7 +66,8 @@ tap_tls_init(tap_proxy_t *px, char **err)
     }
     for (i = 0; i < ps->nservers; i++) {
         if (ps->servers[i].https) {
-            px->tls_client = tap_tls_client_ctx(ps, err);
+            px->tls_client = tap_tls_client_ctx(ps->up_verify, ps->up_ca_file,
+                "upstream_tls.ca_file: cannot load", ps->up_cert, ps->up_key, err);
             return px->tls_client != NULL ? TAP_OK : TAP_ERROR;
         }
     }
@@ -193,43 +115,14 @@ tap_tls_connect_bev(tap_proxy_t *px, struct event_base *base, unsigned server)
 {
     const tap_psettings_t  *ps = px->ps;
     const tap_paddr_t      *a = &ps->servers[server];
-    struct bufferevent     *bev;
     const char             *name;
-    unsigned char           addr[sizeof(struct in6_addr)];
-    int                     literal;
-    SSL                    *ssl;
 
     if (!a->https) {
         return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
 
-    ssl = SSL_new(px->tls_client);
-    if (ssl == NULL) {
-        ERR_clear_error();
-        return NULL;
-    }
     name = ps->up_sni != NULL ? ps->up_sni : a->host;
-    literal = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
-    if (!literal) {
-        SSL_set_tlsext_host_name(ssl, name);
-    }
-    if (ps->up_verify) {
-        if (literal) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
-        } else {
-            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            SSL_set1_host(ssl, name);
-        }
-    }
-
-    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return tap_tls_client_bev(base, px->tls_client, name, ps->up_verify, BEV_OPT_CLOSE_ON_FREE);
 }
 
 

@@ -55,12 +55,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <zlib.h>
 
 #include "tap_core.h"
+#include "tlsctx.h"
 #include "version.h"
 #include "telemetry/export.h"
 #include "telemetry/pb.h"
@@ -647,43 +646,6 @@ tap_export_on_deadline(evutil_socket_t fd, short what, void *arg)
 
 
 /* A TLS bufferevent for a new connection: SNI and the name to verify. */
-static struct bufferevent *
-tap_export_tls_bev(tap_exporter_t *e)
-{
-    struct bufferevent  *bev;
-    unsigned char        addr[sizeof(struct in6_addr)];
-    int                  literal;
-    SSL                 *ssl;
-
-    ssl = SSL_new(e->ssl_ctx);
-    if (ssl == NULL) {
-        ERR_clear_error();
-        return NULL;
-    }
-    literal = inet_pton(AF_INET, e->host, addr) == 1 || inet_pton(AF_INET6, e->host, addr) == 1;
-    if (!literal) {
-        SSL_set_tlsext_host_name(ssl, e->host);
-    }
-    if (e->conf.verify) {
-        if (literal) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), e->host);
-        } else {
-            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            SSL_set1_host(ssl, e->host);
-        }
-    }
-
-    bev = bufferevent_openssl_socket_new(e->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev == NULL) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
-
 static int
 tap_export_connect(tap_exporter_t *e)
 {
@@ -691,7 +653,8 @@ tap_export_connect(tap_exporter_t *e)
     struct timeval       tv;
 
     if (e->ssl_ctx != NULL) {
-        bev = tap_export_tls_bev(e);
+        bev = tap_tls_client_bev(e->base, e->ssl_ctx, e->host, e->conf.verify,
+            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     } else {
         bev = bufferevent_socket_new(e->base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
@@ -817,82 +780,6 @@ tap_export_on_timer(evutil_socket_t fd, short what, void *arg)
 
 
 /* An allocated "what file: OpenSSL's reason" message. */
-static char *
-tap_export_tls_err(const char *what, const char *file)
-{
-    char           buf[256], *s = NULL;
-    unsigned long  err;
-
-    err = ERR_peek_last_error();
-    if (err != 0) {
-        ERR_error_string_n(err, buf, sizeof(buf));
-    } else {
-        snprintf(buf, sizeof(buf), "unknown error");
-    }
-    ERR_clear_error();
-    if (asprintf(&s, "%s%s%s: %s", what, file ? " " : "", file ? file : "", buf) < 0) {
-        s = NULL;
-    }
-    return s;
-}
-
-
-/* The client TLS context: TLS 1.2 or newer, peer verified unless conf says not. */
-static SSL_CTX *
-tap_export_tls_ctx(const tap_export_conf_t *conf, char **err)
-{
-    const char  *key = conf->key != NULL ? conf->key : conf->cert;
-    SSL_CTX     *ctx;
-
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        *err = tap_export_tls_err("cannot create a TLS context", NULL);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-
-    if (conf->verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (conf->ca_file != NULL) {
-            if (SSL_CTX_load_verify_locations(ctx, conf->ca_file, NULL) != 1) {
-                *err = tap_export_tls_err("cannot load the CA file", conf->ca_file);
-                goto failed;
-            }
-        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-            *err = tap_export_tls_err("cannot load the system's trusted certificates", NULL);
-            goto failed;
-        }
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    }
-
-    if (conf->cert != NULL) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, conf->cert) != 1) {
-            *err = tap_export_tls_err("cannot load the client certificate", conf->cert);
-            goto failed;
-        }
-        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-            *err = tap_export_tls_err("cannot load the client key", key);
-            goto failed;
-        }
-        if (SSL_CTX_check_private_key(ctx) != 1) {
-            *err = tap_export_tls_err("the client key does not match the certificate", key);
-            goto failed;
-        }
-    } else if (conf->key != NULL) {
-        *err = strdup("a client key needs a client certificate");
-        goto failed;
-    }
-    return ctx;
-
-failed:
-
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-
-
 /* Checks the configured headers: a token name, no line break in the value, no framing header. */
 static int
 tap_export_check_headers(tap_exporter_t *e, char **err)
@@ -999,7 +886,13 @@ tap_export_parse_url(tap_exporter_t *e, const char *url, char **err)
         e->target = NULL;
     }
     if (https && e->host != NULL) {
-        e->ssl_ctx = tap_export_tls_ctx(&e->conf, err);
+        if (e->conf.key != NULL && e->conf.cert == NULL) {
+            *err = strdup("a client key needs a client certificate");
+            evhttp_uri_free(u);
+            return TAP_ERROR;
+        }
+        e->ssl_ctx = tap_tls_client_ctx(e->conf.verify, e->conf.ca_file,
+            "cannot load the CA file", e->conf.cert, e->conf.key, err);
         if (e->ssl_ctx == NULL) {
             evhttp_uri_free(u);
             return TAP_ERROR;
