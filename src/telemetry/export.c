@@ -46,7 +46,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -61,6 +60,7 @@
 #include "tap_core.h"
 #include "tlsctx.h"
 #include "version.h"
+#include "proxy/trace.h"
 #include "telemetry/export.h"
 #include "telemetry/pb.h"
 
@@ -98,7 +98,7 @@ struct tap_exporter_s {
     struct event              *deadline;       /* the request in flight times out */
     tap_export_item_t         *head;           /* being sent, or waiting to be resent */
     tap_export_item_t         *tail;
-    uint64_t                   rng[4];         /* xoshiro256** */
+    tap_rng_t                  rng;            /* backoff jitter */
     tap_export_stats_t         stats;
     char                       user_agent[64];
     unsigned                   conn_stale:1;   /* replace conn before the next send */
@@ -242,53 +242,6 @@ tap_export_tv(int64_t ms)
 }
 
 
-static uint64_t
-tap_export_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-
-/* xoshiro256** (Blackman and Vigna); one generator per exporter, one thread. */
-static uint64_t
-tap_export_rand(tap_exporter_t *e)
-{
-    uint64_t  *s = e->rng;
-    uint64_t   r = tap_export_rotl(s[1] * 5, 7) * 9;
-    uint64_t   t = s[1] << 17;
-
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = tap_export_rotl(s[3], 45);
-    return r;
-}
-
-
-/* Seeds the generator through splitmix64 from the clock, the pid and the address of e. */
-static void
-tap_export_seed(tap_exporter_t *e)
-{
-    struct timespec  ts;
-    uint64_t         x, z;
-    int              i;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    x = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-    x ^= (uint64_t) getpid() << 32;
-    x ^= (uint64_t) (uintptr_t) e;
-    for (i = 0; i < 4; i++) {
-        x += 0x9e3779b97f4a7c15u;
-        z = x;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-        e->rng[i] = z ^ (z >> 31);
-    }
-}
-
-
 /*
  * The wait before resending a body sent `sends` times: backoff_ms doubled
  * per failed send up to backoff_max_ms, then a uniform draw in [0, that]
@@ -308,7 +261,7 @@ tap_export_backoff(tap_exporter_t *e, unsigned sends)
     if (wait <= 0) {
         return 0;
     }
-    return (int64_t) (tap_export_rand(e) % ((uint64_t) wait + 1));
+    return (int64_t) (tap_rng_next(&e->rng) % ((uint64_t) wait + 1));
 }
 
 
@@ -940,7 +893,7 @@ tap_exporter_new(struct event_base *base, tap_signal_e signal, const char *url,
     e->signal = signal;
     e->conf = *conf;
     snprintf(e->user_agent, sizeof(e->user_agent), "infertap/%s", TAP_VERSION);
-    tap_export_seed(e);
+    tap_rng_seed(&e->rng);
 
     e->url = strdup(url);
     if (e->url == NULL) {

@@ -809,17 +809,24 @@ tap_mser_get(tap_mfam_t *f, const char *const *values)
  * Recording
  */
 
-void
-tap_metric_add(tap_mfam_t *f, const char *const *values, double v)
+/* The series a counter or gauge value v goes to, or NULL when v does not fit the family. */
+static tap_mser_t *
+tap_metric_number_series(tap_mfam_t *f, const char *const *values, double v)
 {
-    tap_mser_t  *s;
-
     if (f == NULL || isnan(v) || f->def->kind == TAP_METRIC_HISTOGRAM
         || (f->def->kind == TAP_METRIC_COUNTER && v < 0.0))
     {
-        return;
+        return NULL;
     }
-    s = tap_mser_get(f, values);
+    return tap_mser_get(f, values);
+}
+
+
+void
+tap_metric_add(tap_mfam_t *f, const char *const *values, double v)
+{
+    tap_mser_t  *s = tap_metric_number_series(f, values, v);
+
     if (s != NULL) {
         s->value += v;
     }
@@ -829,14 +836,8 @@ tap_metric_add(tap_mfam_t *f, const char *const *values, double v)
 void
 tap_metric_set(tap_mfam_t *f, const char *const *values, double v)
 {
-    tap_mser_t  *s;
+    tap_mser_t  *s = tap_metric_number_series(f, values, v);
 
-    if (f == NULL || isnan(v) || f->def->kind == TAP_METRIC_HISTOGRAM
-        || (f->def->kind == TAP_METRIC_COUNTER && v < 0.0))
-    {
-        return;
-    }
-    s = tap_mser_get(f, values);
     if (s != NULL) {
         s->value = v;
     }
