@@ -250,8 +250,8 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     tap_pb_span_t         *srv, *cli;
     tap_pb_event_t        *evp, **evs;
     tap_attrs_t            at;
-    char                   name[TAP_TREC_PATH_MAX + TAP_GEN_STR], ebuf[16], host[80];
-    const char            *err, *colon;
+    char                   name[TAP_TREC_PATH_MAX + TAP_GEN_STR], ebuf[16], host[80], port[8];
+    const char            *err;
     int64_t                end = ex->last_byte ? ex->last_byte : ex->t0;
     unsigned               flags;
 
@@ -312,15 +312,10 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     }
     cli->name = tap_arena_strdup(a, name);
 
-    colon = strrchr(ex->upstream, ':');
-    if (colon != NULL) {
-        snprintf(host, sizeof(host), "%.*s", (int) (colon - ex->upstream), ex->upstream);
-        if (host[0] == '[') {
-            snprintf(host, sizeof(host), "%.*s", (int) (colon - ex->upstream) - 2,
-                ex->upstream + 1);
-        }
+    tap_tel_split_addr(ex->upstream, host, sizeof(host), port, sizeof(port));
+    if (host[0] != '\0') {
         tap_attr_str(&at, "server.address", host);
-        tap_attr_int(&at, "server.port", strtol(colon + 1, NULL, 10));
+        tap_attr_int(&at, "server.port", strtol(port, NULL, 10));
     }
     tap_attr_str(&at, "http.request.method", ex->method);
     if (ex->status > 0) {

@@ -256,8 +256,7 @@ tap_tel_realtime(void)
 
 /* Metrics. */
 
-/* "host:port" or "[v6]:port" into address and port. */
-static void
+void
 tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t psize)
 {
     const char  *colon = strrchr(up, ':');

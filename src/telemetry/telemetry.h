@@ -146,6 +146,9 @@ size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anoma
     const tap_prompt_t *prompt, tap_pb_span_t **out);
 tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an);
 
+/* An upstream's "host:port" or "[v6]:port" into host and port ("" when not of that form). */
+void tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t psize);
+
 /* Realtime nanoseconds of a monotonic stamp of the exchange (0 stays 0). */
 static inline uint64_t
 tap_trec_wall(const tap_exchange_t *ex, int64_t mono)
