@@ -54,23 +54,6 @@ tap_span_bytes(tap_arena_t *a, const uint8_t *p, size_t n)
 }
 
 
-static const char *
-tap_span_error(const tap_exchange_t *ex, int client, char *buf, size_t size)
-{
-    if (ex->error != NULL) {
-        return ex->error;
-    }
-    if (ex->status >= 500 || (client && ex->status >= 400)) {
-        snprintf(buf, size, "%d", ex->status);
-        return buf;
-    }
-    if (client && ex->gen.error_type[0] != '\0') {
-        return ex->gen.error_type;
-    }
-    return NULL;
-}
-
-
 static tap_pb_span_t *
 tap_span_new(tap_arena_t *a, const tap_exchange_t *ex, const uint8_t *id, const uint8_t *parent,
     int kind, int64_t start, int64_t end)
@@ -278,7 +261,7 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
         tap_attr_int(&at, "http.response.status_code", ex->status);
     }
     tap_attr_str(&at, "infertap.request_id", ex->request_id);
-    err = tap_span_error(ex, 0, ebuf, sizeof(ebuf));
+    err = tap_tel_error_type(ex, 0, ebuf, sizeof(ebuf));
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }
@@ -342,7 +325,7 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
                 tap_prompt_stat_stddev(&prompt->e2e));
         }
     }
-    err = tap_span_error(ex, 1, ebuf, sizeof(ebuf));
+    err = tap_tel_error_type(ex, 1, ebuf, sizeof(ebuf));
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }

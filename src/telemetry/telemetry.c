@@ -276,18 +276,17 @@ tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t 
 }
 
 
-/* The error.type of an exchange, or NULL when it succeeded. */
-static const char *
-tap_tel_error_type(const tap_exchange_t *ex, char *buf, size_t size)
+const char *
+tap_tel_error_type(const tap_exchange_t *ex, int client, char *buf, size_t size)
 {
     if (ex->error != NULL) {
         return ex->error;
     }
-    if (ex->status >= 400) {
+    if (ex->status >= 500 || (client && ex->status >= 400)) {
         snprintf(buf, size, "%d", ex->status);
         return buf;
     }
-    if (ex->gen.error_type[0] != '\0') {
+    if (client && ex->gen.error_type[0] != '\0') {
         return ex->gen.error_type;
     }
     return NULL;
@@ -314,7 +313,7 @@ tap_tel_record_metrics(tap_tel_t *tel, const tap_exchange_t *ex)
     }
 
     tap_tel_split_addr(ex->upstream, host, sizeof(host), port, sizeof(port));
-    err = tap_tel_error_type(ex, ebuf, sizeof(ebuf));
+    err = tap_tel_error_type(ex, 1, ebuf, sizeof(ebuf));
     v[TAP_L_OP] = g->operation;
     v[TAP_L_PROVIDER] = g->provider;
     v[TAP_L_MODEL] = g->model[0] ? g->model : NULL;

@@ -146,6 +146,13 @@ size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anoma
     const tap_prompt_t *prompt, tap_pb_span_t **out);
 tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an);
 
+/*
+ * The error.type of an exchange, or NULL when it succeeded: infertap's own
+ * error, else the status (5xx; 4xx too for the client side: the CLIENT span
+ * and the GenAI metrics), else (client side) the model server's error object.
+ */
+const char *tap_tel_error_type(const tap_exchange_t *ex, int client, char *buf, size_t size);
+
 /* An upstream's "host:port" or "[v6]:port" into host and port ("" when not of that form). */
 void tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t psize);
 
