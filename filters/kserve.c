@@ -34,7 +34,7 @@
 
 static int tap_kserve_match(tap_fx_t *fx);
 static void tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len,
-    json_t *json);
+    cJSON  *json);
 static int tap_kserve_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev);
 
 
@@ -125,11 +125,11 @@ tap_kserve_match(tap_fx_t *fx)
 
 
 static void
-tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json)
 {
     tap_gen_t     *g = fx->gen;
     XXH3_state_t  *h;
-    json_t        *inputs, *params;
+    cJSON         *inputs, *params;
 
     (void) st;
     (void) body;
@@ -139,15 +139,15 @@ tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, js
         return;
     }
 
-    tap_gen_copy(g->model, json_object_get(json, "model_name"));
-    tap_gen_copy(g->model, json_object_get(json, "model"));
+    tap_gen_copy(g->model, tap_json_get(json, "model_name"));
+    tap_gen_copy(g->model, tap_json_get(json, "model"));
 
-    params = json_object_get(json, "parameters");
-    tap_gen_hash_params(g, json_is_object(params) && json_object_size(params) > 0
+    params = tap_json_get(json, "parameters");
+    tap_gen_hash_params(g, cJSON_IsObject(params) && tap_json_size(params) > 0
                            ? params : NULL);
 
-    inputs = json_object_get(json, "inputs");
-    if (!json_is_array(inputs)) {
+    inputs = tap_json_get(json, "inputs");
+    if (!cJSON_IsArray(inputs)) {
         g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
         return;
     }
@@ -171,9 +171,9 @@ tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, js
  * number or lies outside [0, 1], else the count of numbers seen.
  */
 static int64_t
-tap_kserve_max(json_t *data, double *max, unsigned depth)
+tap_kserve_max(cJSON *data, double *max, unsigned depth)
 {
-    json_t   *e;
+    cJSON    *e;
     size_t    i;
     int64_t   n = 0, k;
     double    v;
@@ -181,8 +181,8 @@ tap_kserve_max(json_t *data, double *max, unsigned depth)
     if (depth > TAP_KSERVE_DEPTH) {
         return -1;
     }
-    json_array_foreach(data, i, e) {
-        if (json_is_array(e)) {
+    tap_json_foreach(data, i, e) {
+        if (cJSON_IsArray(e)) {
             k = tap_kserve_max(e, max, depth + 1);
             if (k < 0) {
                 return -1;
@@ -203,9 +203,9 @@ tap_kserve_max(json_t *data, double *max, unsigned depth)
 
 
 static int
-tap_kserve_is_float(json_t *dt)
+tap_kserve_is_float(cJSON *dt)
 {
-    const char  *s = json_string_value(dt);
+    const char  *s = cJSON_GetStringValue(dt);
 
     return s != NULL && (strcmp(s, "FP32") == 0 || strcmp(s, "FP64") == 0
                          || strcmp(s, "FP16") == 0 || strcmp(s, "BF16") == 0);
@@ -216,25 +216,25 @@ static int
 tap_kserve_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_gen_t  *g = fx->gen;
-    json_t     *j = ev->json, *v, *out, *data;
+    cJSON      *j = ev->json, *v, *out, *data;
     double      max = 0.0;
 
     (void) st;
 
-    if (!json_is_object(j)) {
+    if (!cJSON_IsObject(j)) {
         return TAP_FEV_PASS;
     }
-    v = json_object_get(j, "error");
-    if (v != NULL && !json_is_null(v)) {
+    v = tap_json_get(j, "error");
+    if (v != NULL && !cJSON_IsNull(v)) {
         tap_gen_error(g, "error", 5);
         return TAP_FEV_PASS;
     }
-    tap_gen_copy(g->response_model, json_object_get(j, "model_name"));
-    tap_gen_copy(g->response_id, json_object_get(j, "id"));
+    tap_gen_copy(g->response_model, tap_json_get(j, "model_name"));
+    tap_gen_copy(g->response_id, tap_json_get(j, "id"));
 
-    out = json_array_get(json_object_get(j, "outputs"), 0);
-    data = json_object_get(out, "data");
-    if (!tap_kserve_is_float(json_object_get(out, "datatype")) || !json_is_array(data)) {
+    out = tap_json_at(tap_json_get(j, "outputs"), 0);
+    data = tap_json_get(out, "data");
+    if (!tap_kserve_is_float(tap_json_get(out, "datatype")) || !cJSON_IsArray(data)) {
         return TAP_FEV_PASS;
     }
     if (tap_kserve_max(data, &max, 0) > 0) {

@@ -48,7 +48,7 @@ typedef struct tap_llamacpp_usage_s {
 
 static int tap_llamacpp_match(tap_fx_t *fx);
 static void tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len,
-    json_t *json);
+    cJSON  *json);
 static void tap_llamacpp_response_head(tap_fx_t *fx, void *st);
 static int tap_llamacpp_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev);
 
@@ -91,11 +91,11 @@ tap_llamacpp_match(tap_fx_t *fx)
 
 
 static void
-tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json)
 {
     const char  **k;
     tap_gen_t    *g = fx->gen;
-    json_t       *extra, *v;
+    cJSON        *extra, *v;
     double        d;
     int64_t       i;
 
@@ -108,48 +108,48 @@ tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, 
     }
 
     /* the server runs one model; "model" is there when a router needs it */
-    tap_gen_copy(g->model, json_object_get(json, "model"));
-    v = json_object_get(json, "stream");
-    g->stream = json_is_true(v) ? 1 : 0;
+    tap_gen_copy(g->model, tap_json_get(json, "model"));
+    v = tap_json_get(json, "stream");
+    g->stream = cJSON_IsTrue(v) ? 1 : 0;
 
-    if (tap_gen_number(json_object_get(json, "temperature"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(json, "temperature"), &d) == 0) {
         g->temperature = d;
     }
-    if (tap_gen_number(json_object_get(json, "top_p"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(json, "top_p"), &d) == 0) {
         g->top_p = d;
     }
-    if (tap_gen_number(json_object_get(json, "top_k"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(json, "top_k"), &d) == 0) {
         g->top_k = d;
     }
-    if (tap_gen_number(json_object_get(json, "frequency_penalty"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(json, "frequency_penalty"), &d) == 0) {
         g->frequency_penalty = d;
     }
-    if (tap_gen_number(json_object_get(json, "presence_penalty"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(json, "presence_penalty"), &d) == 0) {
         g->presence_penalty = d;
     }
-    if (tap_gen_integer(json_object_get(json, "seed"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(json, "seed"), &i) == 0) {
         g->seed = i;
     }
     /* n_predict -1 is "no limit" */
-    if (tap_gen_integer(json_object_get(json, "n_predict"), &i) == 0 && i >= 0) {
+    if (tap_gen_integer(tap_json_get(json, "n_predict"), &i) == 0 && i >= 0) {
         g->max_tokens = i;
     }
-    if (tap_gen_integer(json_object_get(json, "n_probs"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(json, "n_probs"), &i) == 0) {
         g->top_logprobs = i;
         g->logprobs = i > 0;
     }
 
-    extra = json_object();
+    extra = cJSON_CreateObject();
     for (k = tap_llamacpp_extra_params; extra != NULL && *k != NULL; k++) {
-        v = json_object_get(json, *k);
+        v = tap_json_get(json, *k);
         if (v != NULL) {
-            json_object_set(extra, *k, v);
+            cJSON_AddItemReferenceToObject(extra, *k, v);
         }
     }
-    tap_gen_hash_params(g, json_object_size(extra) > 0 ? extra : NULL);
-    json_decref(extra);
+    tap_gen_hash_params(g, tap_json_size(extra) > 0 ? extra : NULL);
+    cJSON_Delete(extra);
 
-    if (tap_gen_hash_prompt(g, json_object_get(json, "prompt"), NULL) != 0) {
+    if (tap_gen_hash_prompt(g, tap_json_get(json, "prompt"), NULL) != 0) {
         g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
     }
 }
@@ -173,33 +173,33 @@ tap_llamacpp_response_head(tap_fx_t *fx, void *st)
  * of tokens.
  */
 static uint64_t
-tap_llamacpp_probs(tap_gen_t *g, json_t *cps)
+tap_llamacpp_probs(tap_gen_t *g, cJSON *cps)
 {
-    json_t       *e, *c, *content;
+    cJSON        *e, *c, *content;
     size_t        i, k;
     uint64_t      n = 0;
     double        v;
 
-    json_array_foreach(cps, i, e) {
-        if (!json_is_object(e)) {
+    tap_json_foreach(cps, i, e) {
+        if (!cJSON_IsObject(e)) {
             continue;
         }
         n++;
-        if (tap_gen_number(json_object_get(e, "logprob"), &v) == 0) {
+        if (tap_gen_number(tap_json_get(e, "logprob"), &v) == 0) {
             tap_gen_logprob(g, v);
             continue;
         }
-        if (tap_gen_number(json_object_get(e, "prob"), &v) == 0) {
+        if (tap_gen_number(tap_json_get(e, "prob"), &v) == 0) {
             tap_gen_prob(g, v);
             continue;
         }
-        content = json_object_get(e, "content");
-        if (!json_is_string(content)) {
+        content = tap_json_get(e, "content");
+        if (!cJSON_IsString(content)) {
             continue;
         }
-        json_array_foreach(json_object_get(e, "probs"), k, c) {
-            if (json_equal(json_object_get(c, "tok_str"), content)) {
-                if (tap_gen_number(json_object_get(c, "prob"), &v) == 0) {
+        tap_json_foreach(tap_json_get(e, "probs"), k, c) {
+            if (cJSON_Compare(tap_json_get(c, "tok_str"), content, 1)) {
+                if (tap_gen_number(tap_json_get(c, "prob"), &v) == 0) {
                     tap_gen_prob(g, v);
                 }
                 break;
@@ -213,14 +213,14 @@ tap_llamacpp_probs(tap_gen_t *g, json_t *cps)
 
 /* Why generation stopped, from stop_type or the older stopped_* flags. */
 static void
-tap_llamacpp_finish(tap_gen_t *g, unsigned choice, json_t *j)
+tap_llamacpp_finish(tap_gen_t *g, unsigned choice, cJSON *j)
 {
-    json_t      *v;
+    cJSON       *v;
     const char  *s, *r = NULL;
 
-    v = json_object_get(j, "stop_type");
-    if (json_is_string(v)) {
-        s = json_string_value(v);
+    v = tap_json_get(j, "stop_type");
+    if (cJSON_IsString(v)) {
+        s = cJSON_GetStringValue(v);
         if (strcmp(s, "eos") == 0 || strcmp(s, "word") == 0) {
             r = "stop";
         } else if (strcmp(s, "limit") == 0) {
@@ -228,11 +228,11 @@ tap_llamacpp_finish(tap_gen_t *g, unsigned choice, json_t *j)
         } else if (strcmp(s, "none") != 0 && s[0] != '\0') {
             r = s;
         }
-    } else if (json_is_true(json_object_get(j, "stopped_eos"))
-               || json_is_true(json_object_get(j, "stopped_word")))
+    } else if (cJSON_IsTrue(tap_json_get(j, "stopped_eos"))
+               || cJSON_IsTrue(tap_json_get(j, "stopped_word")))
     {
         r = "stop";
-    } else if (json_is_true(json_object_get(j, "stopped_limit"))) {
+    } else if (cJSON_IsTrue(tap_json_get(j, "stopped_limit"))) {
         r = "length";
     }
     if (r != NULL) {
@@ -246,24 +246,24 @@ tap_llamacpp_finish(tap_gen_t *g, unsigned choice, json_t *j)
  * the counts are missing) and reports the sums.
  */
 static void
-tap_llamacpp_usage(tap_gen_t *g, tap_llamacpp_usage_t *u, json_t *j)
+tap_llamacpp_usage(tap_gen_t *g, tap_llamacpp_usage_t *u, cJSON *j)
 {
-    json_t   *t = json_object_get(j, "timings");
+    cJSON   *t = tap_json_get(j, "timings");
     int64_t   v;
 
-    if ((tap_gen_integer(json_object_get(j, "tokens_evaluated"), &v) == 0
-         || tap_gen_integer(json_object_get(t, "prompt_n"), &v) == 0) && v >= 0)
+    if ((tap_gen_integer(tap_json_get(j, "tokens_evaluated"), &v) == 0
+         || tap_gen_integer(tap_json_get(t, "prompt_n"), &v) == 0) && v >= 0)
     {
         u->prompt += v;
         u->has_prompt = 1;
     }
-    if ((tap_gen_integer(json_object_get(j, "tokens_predicted"), &v) == 0
-         || tap_gen_integer(json_object_get(t, "predicted_n"), &v) == 0) && v >= 0)
+    if ((tap_gen_integer(tap_json_get(j, "tokens_predicted"), &v) == 0
+         || tap_gen_integer(tap_json_get(t, "predicted_n"), &v) == 0) && v >= 0)
     {
         u->completion += v;
         u->has_completion = 1;
     }
-    if (tap_gen_integer(json_object_get(j, "tokens_cached"), &v) == 0 && v >= 0) {
+    if (tap_gen_integer(tap_json_get(j, "tokens_cached"), &v) == 0 && v >= 0) {
         u->cached += v;
         u->has_cached = 1;
     }
@@ -280,45 +280,45 @@ tap_llamacpp_usage(tap_gen_t *g, tap_llamacpp_usage_t *u, json_t *j)
  * Returns 1 when it was an error.
  */
 static int
-tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, json_t *j, tap_llamacpp_usage_t *u)
+tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, cJSON *j, tap_llamacpp_usage_t *u)
 {
     tap_gen_t  *g = fx->gen;
-    json_t     *v, *t;
+    cJSON      *v, *t;
     unsigned    choice = 0;
     uint64_t    n;
     int64_t     idx;
     size_t      len = 0;
 
-    v = json_object_get(j, "error");
-    if (v != NULL && !json_is_null(v)) {
-        t = json_object_get(v, "type");
-        if (!json_is_string(t) || json_string_length(t) == 0) {
-            t = json_object_get(v, "code");
+    v = tap_json_get(j, "error");
+    if (v != NULL && !cJSON_IsNull(v)) {
+        t = tap_json_get(v, "type");
+        if (!cJSON_IsString(t) || tap_json_strlen(t) == 0) {
+            t = tap_json_get(v, "code");
         }
-        if (json_is_string(t) && json_string_length(t) > 0) {
-            tap_gen_error(g, json_string_value(t), json_string_length(t));
+        if (cJSON_IsString(t) && tap_json_strlen(t) > 0) {
+            tap_gen_error(g, cJSON_GetStringValue(t), tap_json_strlen(t));
         } else {
             tap_gen_error(g, "error", 5);
         }
         return 1;
     }
 
-    if (tap_gen_integer(json_object_get(j, "index"), &idx) == 0) {
+    if (tap_gen_integer(tap_json_get(j, "index"), &idx) == 0) {
         if (idx < 0 || idx >= TAP_GEN_MAX_CHOICES) {
             return 0;
         }
         choice = (unsigned) idx;
     }
 
-    v = json_object_get(j, "content");
-    if (json_is_string(v) && json_string_length(v) > 0) {
-        len = json_string_length(v);
-        tap_gen_text(g, choice, json_string_value(v), len);
+    v = tap_json_get(j, "content");
+    if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
+        len = tap_json_strlen(v);
+        tap_gen_text(g, choice, cJSON_GetStringValue(v), len);
     }
-    n = tap_llamacpp_probs(g, json_object_get(j, "completion_probabilities"));
+    n = tap_llamacpp_probs(g, tap_json_get(j, "completion_probabilities"));
     if (!ev->whole) {
         if (n == 0) {
-            n = json_array_size(json_object_get(j, "tokens"));
+            n = tap_json_size(tap_json_get(j, "tokens"));
         }
         if (n == 0 && len > 0) {
             n = 1;
@@ -328,8 +328,8 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, json_t *j, tap_llamacp
         }
     }
 
-    if (ev->whole || json_is_true(json_object_get(j, "stop"))) {
-        tap_gen_copy(g->response_model, json_object_get(j, "model"));
+    if (ev->whole || cJSON_IsTrue(tap_json_get(j, "stop"))) {
+        tap_gen_copy(g->response_model, tap_json_get(j, "model"));
         tap_llamacpp_finish(g, choice, j);
         tap_llamacpp_usage(g, u, j);
     }
@@ -340,16 +340,16 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, json_t *j, tap_llamacp
 static int
 tap_llamacpp_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
-    json_t  *e;
+    cJSON   *e;
     size_t   i;
 
-    if (ev->whole && json_is_array(ev->json)) {
-        json_array_foreach(ev->json, i, e) {
-            if (json_is_object(e) && tap_llamacpp_answer(fx, ev, e, st)) {
+    if (ev->whole && cJSON_IsArray(ev->json)) {
+        tap_json_foreach(ev->json, i, e) {
+            if (cJSON_IsObject(e) && tap_llamacpp_answer(fx, ev, e, st)) {
                 break;
             }
         }
-    } else if (json_is_object(ev->json)) {
+    } else if (cJSON_IsObject(ev->json)) {
         tap_llamacpp_answer(fx, ev, ev->json, st);
     }
     return TAP_FEV_PASS;

@@ -40,7 +40,7 @@ typedef enum {
 
 static int tap_ollama_match(tap_fx_t *fx);
 static void tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len,
-    json_t *json);
+    cJSON  *json);
 static void tap_ollama_response_head(tap_fx_t *fx, void *st);
 static int tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev);
 
@@ -120,47 +120,47 @@ tap_ollama_match(tap_fx_t *fx)
  * own into extra.  Returns -1 when options is present but not an object.
  */
 static int
-tap_ollama_options(tap_gen_t *g, json_t *opts, json_t *extra)
+tap_ollama_options(tap_gen_t *g, cJSON *opts, cJSON *extra)
 {
     const char  **k;
-    json_t       *v;
+    cJSON        *v;
     double        d;
     int64_t       i;
 
-    if (opts == NULL || json_is_null(opts)) {
+    if (opts == NULL || cJSON_IsNull(opts)) {
         return 0;
     }
-    if (!json_is_object(opts)) {
+    if (!cJSON_IsObject(opts)) {
         return -1;
     }
 
-    if (tap_gen_number(json_object_get(opts, "temperature"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(opts, "temperature"), &d) == 0) {
         g->temperature = d;
     }
-    if (tap_gen_number(json_object_get(opts, "top_p"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(opts, "top_p"), &d) == 0) {
         g->top_p = d;
     }
-    if (tap_gen_number(json_object_get(opts, "top_k"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(opts, "top_k"), &d) == 0) {
         g->top_k = d;
     }
-    if (tap_gen_number(json_object_get(opts, "frequency_penalty"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(opts, "frequency_penalty"), &d) == 0) {
         g->frequency_penalty = d;
     }
-    if (tap_gen_number(json_object_get(opts, "presence_penalty"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(opts, "presence_penalty"), &d) == 0) {
         g->presence_penalty = d;
     }
-    if (tap_gen_integer(json_object_get(opts, "seed"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(opts, "seed"), &i) == 0) {
         g->seed = i;
     }
     /* -1 (no limit) and -2 (fill the context) are not limits */
-    if (tap_gen_integer(json_object_get(opts, "num_predict"), &i) == 0 && i >= 0) {
+    if (tap_gen_integer(tap_json_get(opts, "num_predict"), &i) == 0 && i >= 0) {
         g->max_tokens = i;
     }
 
     for (k = tap_ollama_extra_options; *k != NULL; k++) {
-        v = json_object_get(opts, *k);
+        v = tap_json_get(opts, *k);
         if (v != NULL) {
-            json_object_set(extra, *k, v);
+            cJSON_AddItemReferenceToObject(extra, *k, v);
         }
     }
     return 0;
@@ -168,11 +168,11 @@ tap_ollama_options(tap_gen_t *g, json_t *opts, json_t *extra)
 
 
 static void
-tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json)
 {
     tap_ollama_kind_e   kind = tap_ollama_kind(fx);
     tap_gen_t          *g = fx->gen;
-    json_t             *extra, *v, *system;
+    cJSON              *extra, *v, *system;
     int64_t             i;
     int                 rc;
 
@@ -184,63 +184,63 @@ tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, js
         return;
     }
 
-    tap_gen_copy(g->model, json_object_get(json, "model"));
+    tap_gen_copy(g->model, tap_json_get(json, "model"));
 
-    v = json_object_get(json, "stream");
+    v = tap_json_get(json, "stream");
     if (kind == TAP_OLLAMA_EMBED || kind == TAP_OLLAMA_EMBEDDINGS) {
         g->stream = 0;
-    } else if (json_is_boolean(v)) {
-        g->stream = json_is_true(v);
+    } else if (cJSON_IsBool(v)) {
+        g->stream = cJSON_IsTrue(v);
     } else {
         g->stream = 1;                  /* Ollama's default */
     }
 
-    v = json_object_get(json, "logprobs");
-    if (json_is_boolean(v)) {
-        g->logprobs = json_is_true(v);
+    v = tap_json_get(json, "logprobs");
+    if (cJSON_IsBool(v)) {
+        g->logprobs = cJSON_IsTrue(v);
     }
-    if (tap_gen_integer(json_object_get(json, "top_logprobs"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(json, "top_logprobs"), &i) == 0) {
         g->top_logprobs = i;
     }
-    v = json_object_get(json, "tools");
-    if (json_is_array(v)) {
-        g->ntools = (unsigned) json_array_size(v);
+    v = tap_json_get(json, "tools");
+    if (cJSON_IsArray(v)) {
+        g->ntools = (unsigned) tap_json_size(v);
     }
 
     rc = 0;
-    extra = json_object();
+    extra = cJSON_CreateObject();
     if (extra != NULL) {
-        rc = tap_ollama_options(g, json_object_get(json, "options"), extra);
-        if ((v = json_object_get(json, "format")) != NULL) {
-            json_object_set(extra, "format", v);
+        rc = tap_ollama_options(g, tap_json_get(json, "options"), extra);
+        if ((v = tap_json_get(json, "format")) != NULL) {
+            cJSON_AddItemReferenceToObject(extra, "format", v);
         }
-        if ((v = json_object_get(json, "think")) != NULL) {
-            json_object_set(extra, "think", v);
+        if ((v = tap_json_get(json, "think")) != NULL) {
+            cJSON_AddItemReferenceToObject(extra, "think", v);
         }
-        tap_gen_hash_params(g, json_object_size(extra) > 0 ? extra : NULL);
-        json_decref(extra);
+        tap_gen_hash_params(g, tap_json_size(extra) > 0 ? extra : NULL);
+        cJSON_Delete(extra);
     }
 
     switch (kind) {
     case TAP_OLLAMA_CHAT:
-        rc |= tap_gen_hash_chat(g, json_object_get(json, "messages"));
+        rc |= tap_gen_hash_chat(g, tap_json_get(json, "messages"));
         break;
 
     case TAP_OLLAMA_GENERATE:
         /* no prompt at all only loads the model: nothing to hash */
-        v = json_object_get(json, "prompt");
-        system = json_object_get(json, "system");
+        v = tap_json_get(json, "prompt");
+        system = tap_json_get(json, "system");
         if (v != NULL) {
-            rc |= tap_gen_hash_prompt(g, v, json_is_string(system) ? system : NULL);
+            rc |= tap_gen_hash_prompt(g, v, cJSON_IsString(system) ? system : NULL);
         }
         break;
 
     case TAP_OLLAMA_EMBED:
-        rc |= tap_gen_hash_prompt(g, json_object_get(json, "input"), NULL);
+        rc |= tap_gen_hash_prompt(g, tap_json_get(json, "input"), NULL);
         break;
 
     case TAP_OLLAMA_EMBEDDINGS:
-        rc |= tap_gen_hash_prompt(g, json_object_get(json, "prompt"), NULL);
+        rc |= tap_gen_hash_prompt(g, tap_json_get(json, "prompt"), NULL);
         break;
 
     default:
@@ -276,22 +276,22 @@ tap_ollama_response_head(tap_fx_t *fx, void *st)
 
 /* Feeds a "logprobs" array; returns the number of entries (tokens) it had. */
 static uint64_t
-tap_ollama_logprobs(tap_gen_t *g, json_t *lps)
+tap_ollama_logprobs(tap_gen_t *g, cJSON *lps)
 {
-    json_t    *e;
+    cJSON     *e;
     size_t     i;
     double     lp;
     uint64_t   n = 0;
 
-    if (!json_is_array(lps)) {
+    if (!cJSON_IsArray(lps)) {
         return 0;
     }
-    json_array_foreach(lps, i, e) {
-        if (!json_is_object(e)) {
+    tap_json_foreach(lps, i, e) {
+        if (!cJSON_IsObject(e)) {
             continue;
         }
         n++;
-        if (tap_gen_number(json_object_get(e, "logprob"), &lp) == 0) {
+        if (tap_gen_number(tap_json_get(e, "logprob"), &lp) == 0) {
             tap_gen_logprob(g, lp);
         }
     }
@@ -305,7 +305,7 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_ollama_kind_e   kind = tap_ollama_kind(fx);
     tap_gen_t          *g = fx->gen;
-    json_t             *j = ev->json, *v, *msg, *other;
+    cJSON              *j = ev->json, *v, *msg, *other;
     const char         *text = NULL;
     size_t              len = 0;
     uint64_t            n;
@@ -314,64 +314,64 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     (void) st;
 
-    if (!json_is_object(j)) {
+    if (!cJSON_IsObject(j)) {
         return TAP_FEV_PASS;
     }
-    v = json_object_get(j, "error");
-    if (v != NULL && !json_is_null(v)) {
+    v = tap_json_get(j, "error");
+    if (v != NULL && !cJSON_IsNull(v)) {
         tap_gen_error(g, "error", 5);
         return TAP_FEV_PASS;
     }
-    tap_gen_copy(g->response_model, json_object_get(j, "model"));
+    tap_gen_copy(g->response_model, tap_json_get(j, "model"));
 
     v = NULL;
     other = NULL;
     if (kind == TAP_OLLAMA_CHAT) {
-        msg = json_object_get(j, "message");
-        v = json_object_get(msg, "content");
-        other = json_object_get(msg, "thinking");
-        if (json_array_size(json_object_get(msg, "tool_calls")) > 0) {
+        msg = tap_json_get(j, "message");
+        v = tap_json_get(msg, "content");
+        other = tap_json_get(msg, "thinking");
+        if (tap_json_size(tap_json_get(msg, "tool_calls")) > 0) {
             busy = 1;
         }
     } else if (kind == TAP_OLLAMA_GENERATE) {
-        v = json_object_get(j, "response");
-        other = json_object_get(j, "thinking");
+        v = tap_json_get(j, "response");
+        other = tap_json_get(j, "thinking");
     }
-    if (json_is_string(v)) {
-        text = json_string_value(v);
-        len = json_string_length(v);
+    if (cJSON_IsString(v)) {
+        text = cJSON_GetStringValue(v);
+        len = tap_json_strlen(v);
     }
-    if (json_is_string(other) && json_string_length(other) > 0) {
+    if (cJSON_IsString(other) && tap_json_strlen(other) > 0) {
         busy = 1;
     }
 
     if (len > 0) {
         tap_gen_text(g, 0, text, len);
     }
-    n = tap_ollama_logprobs(g, json_object_get(j, "logprobs"));
+    n = tap_ollama_logprobs(g, tap_json_get(j, "logprobs"));
     if (!ev->whole && (len > 0 || busy || n > 0)) {
         tap_gen_tokens(g, ev->now, n > 0 ? n : 1);
     }
 
     if (kind == TAP_OLLAMA_EMBED || kind == TAP_OLLAMA_EMBEDDINGS) {
-        if (tap_gen_integer(json_object_get(j, "prompt_eval_count"), &prompt) == 0) {
+        if (tap_gen_integer(tap_json_get(j, "prompt_eval_count"), &prompt) == 0) {
             tap_gen_usage(g, prompt, 0, TAP_GEN_UNSET);
         }
         return TAP_FEV_PASS;
     }
 
-    if (!json_is_true(json_object_get(j, "done"))) {
+    if (!cJSON_IsTrue(tap_json_get(j, "done"))) {
         return TAP_FEV_PASS;
     }
-    v = json_object_get(j, "done_reason");
-    if (json_is_string(v)) {
-        tap_gen_finish_reason(g, 0, json_string_value(v), json_string_length(v));
+    v = tap_json_get(j, "done_reason");
+    if (cJSON_IsString(v)) {
+        tap_gen_finish_reason(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
     }
     /* prompt_eval_count is left out when the whole prompt came from the cache */
-    if (tap_gen_integer(json_object_get(j, "prompt_eval_count"), &prompt) != 0) {
+    if (tap_gen_integer(tap_json_get(j, "prompt_eval_count"), &prompt) != 0) {
         prompt = TAP_GEN_UNSET;
     }
-    if (tap_gen_integer(json_object_get(j, "eval_count"), &completion) != 0) {
+    if (tap_gen_integer(tap_json_get(j, "eval_count"), &completion) != 0) {
         completion = TAP_GEN_UNSET;
     }
     if (prompt != TAP_GEN_UNSET || completion != TAP_GEN_UNSET) {

@@ -307,11 +307,11 @@ tap_openai_inject_usage(const char *b, size_t len, size_t *outlen)
 
 
 static void
-tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json)
 {
     tap_oai_t  *o = st;
     tap_gen_t  *g = fx->gen;
-    json_t     *v, *so;
+    cJSON      *v, *so;
     char       *nb;
     size_t      nlen;
     int64_t     i64;
@@ -321,49 +321,49 @@ tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_
         return;
     }
 
-    tap_gen_copy(g->model, json_object_get(json, "model"));
-    v = json_object_get(json, "stream");
-    g->stream = json_is_true(v) ? 1 : 0;
-    so = json_object_get(json, "stream_options");
+    tap_gen_copy(g->model, tap_json_get(json, "model"));
+    v = tap_json_get(json, "stream");
+    g->stream = cJSON_IsTrue(v) ? 1 : 0;
+    so = tap_json_get(json, "stream_options");
     if (g->stream == 1) {
-        g->include_usage = json_is_true(json_object_get(so, "include_usage")) ? 1 : 0;
+        g->include_usage = cJSON_IsTrue(tap_json_get(so, "include_usage")) ? 1 : 0;
     }
-    if (tap_gen_integer(json_object_get(json, "max_completion_tokens"), &i64) == 0
-        || tap_gen_integer(json_object_get(json, "max_tokens"), &i64) == 0)
+    if (tap_gen_integer(tap_json_get(json, "max_completion_tokens"), &i64) == 0
+        || tap_gen_integer(tap_json_get(json, "max_tokens"), &i64) == 0)
     {
         g->max_tokens = i64;
     }
-    tap_gen_number(json_object_get(json, "temperature"), &g->temperature);
-    tap_gen_number(json_object_get(json, "top_p"), &g->top_p);
-    tap_gen_number(json_object_get(json, "top_k"), &g->top_k);
-    tap_gen_number(json_object_get(json, "frequency_penalty"), &g->frequency_penalty);
-    tap_gen_number(json_object_get(json, "presence_penalty"), &g->presence_penalty);
-    tap_gen_integer(json_object_get(json, "seed"), &g->seed);
-    tap_gen_integer(json_object_get(json, "n"), &g->n);
-    v = json_object_get(json, "logprobs");
-    if (json_is_boolean(v)) {
-        g->logprobs = json_is_true(v);
+    tap_gen_number(tap_json_get(json, "temperature"), &g->temperature);
+    tap_gen_number(tap_json_get(json, "top_p"), &g->top_p);
+    tap_gen_number(tap_json_get(json, "top_k"), &g->top_k);
+    tap_gen_number(tap_json_get(json, "frequency_penalty"), &g->frequency_penalty);
+    tap_gen_number(tap_json_get(json, "presence_penalty"), &g->presence_penalty);
+    tap_gen_integer(tap_json_get(json, "seed"), &g->seed);
+    tap_gen_integer(tap_json_get(json, "n"), &g->n);
+    v = tap_json_get(json, "logprobs");
+    if (cJSON_IsBool(v)) {
+        g->logprobs = cJSON_IsTrue(v);
     } else if (tap_gen_integer(v, &i64) == 0) {
         g->logprobs = 1;                 /* completions: the number of alternatives */
         g->top_logprobs = i64;
     }
-    tap_gen_integer(json_object_get(json, "top_logprobs"), &g->top_logprobs);
-    v = json_object_get(json, "tools");
-    if (json_is_array(v)) {
-        g->ntools = (unsigned) json_array_size(v);
+    tap_gen_integer(tap_json_get(json, "top_logprobs"), &g->top_logprobs);
+    v = tap_json_get(json, "tools");
+    if (cJSON_IsArray(v)) {
+        g->ntools = (unsigned) tap_json_size(v);
     }
-    tap_gen_hash_params(g, json_object_get(json, "stop"));
+    tap_gen_hash_params(g, tap_json_get(json, "stop"));
 
     switch (o->op) {
     case TAP_OAI_CHAT:
-        rc = tap_gen_hash_chat(g, json_object_get(json, "messages"));
+        rc = tap_gen_hash_chat(g, tap_json_get(json, "messages"));
         break;
     case TAP_OAI_COMPLETIONS:
-        rc = tap_gen_hash_prompt(g, json_object_get(json, "prompt"), NULL);
+        rc = tap_gen_hash_prompt(g, tap_json_get(json, "prompt"), NULL);
         break;
     case TAP_OAI_EMBEDDINGS:
         g->stream = 0;
-        rc = tap_gen_hash_prompt(g, json_object_get(json, "input"), NULL);
+        rc = tap_gen_hash_prompt(g, tap_json_get(json, "input"), NULL);
         break;
     }
     if (rc != 0) {
@@ -385,26 +385,26 @@ tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_
 
 /* Adds the logprobs of one choice; returns how many tokens they cover. */
 static uint64_t
-tap_oai_logprobs(tap_gen_t *g, json_t *lp)
+tap_oai_logprobs(tap_gen_t *g, cJSON *lp)
 {
-    json_t    *list, *e;
+    cJSON     *list, *e;
     size_t     i;
     uint64_t   n = 0;
     double     v;
 
-    list = json_object_get(lp, "content");          /* chat */
-    if (json_is_array(list)) {
-        json_array_foreach(list, i, e) {
-            if (tap_gen_number(json_object_get(e, "logprob"), &v) == 0) {
+    list = tap_json_get(lp, "content");          /* chat */
+    if (cJSON_IsArray(list)) {
+        tap_json_foreach(list, i, e) {
+            if (tap_gen_number(tap_json_get(e, "logprob"), &v) == 0) {
                 tap_gen_logprob(g, v);
                 n++;
             }
         }
         return n;
     }
-    list = json_object_get(lp, "token_logprobs");   /* completions */
-    if (json_is_array(list)) {
-        json_array_foreach(list, i, e) {
+    list = tap_json_get(lp, "token_logprobs");   /* completions */
+    if (cJSON_IsArray(list)) {
+        tap_json_foreach(list, i, e) {
             if (tap_gen_number(e, &v) == 0) {
                 tap_gen_logprob(g, v);
                 n++;
@@ -417,14 +417,14 @@ tap_oai_logprobs(tap_gen_t *g, json_t *lp)
 
 /* Text of a choice's tool calls: arguments count as generated tokens. */
 static int
-tap_oai_tool_text(json_t *calls)
+tap_oai_tool_text(cJSON *calls)
 {
-    json_t  *c, *a;
+    cJSON   *c, *a;
     size_t   i;
 
-    json_array_foreach(calls, i, c) {
-        a = json_object_get(json_object_get(c, "function"), "arguments");
-        if (json_is_string(a) && json_string_length(a) > 0) {
+    tap_json_foreach(calls, i, c) {
+        a = tap_json_get(tap_json_get(c, "function"), "arguments");
+        if (cJSON_IsString(a) && tap_json_strlen(a) > 0) {
             return 1;
         }
     }
@@ -433,49 +433,49 @@ tap_oai_tool_text(json_t *calls)
 
 
 static void
-tap_oai_choice(tap_fx_t *fx, json_t *c, size_t pos, int whole, int *tokens, uint64_t *counted)
+tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint64_t *counted)
 {
     tap_gen_t  *g = fx->gen;
-    json_t     *m, *t, *fr;
+    cJSON      *m, *t, *fr;
     int64_t     idx;
     unsigned    ci;
 
     ci = (unsigned) pos;
-    if (tap_gen_integer(json_object_get(c, "index"), &idx) == 0 && idx >= 0 && idx < 1 << 20) {
+    if (tap_gen_integer(tap_json_get(c, "index"), &idx) == 0 && idx >= 0 && idx < 1 << 20) {
         ci = (unsigned) idx;
     }
 
-    m = json_object_get(c, whole ? "message" : "delta");
-    if (json_is_object(m)) {
-        t = json_object_get(m, "content");
-        if (json_is_string(t)) {
-            tap_gen_text(g, ci, json_string_value(t), json_string_length(t));
-            *tokens |= json_string_length(t) > 0;
+    m = tap_json_get(c, whole ? "message" : "delta");
+    if (cJSON_IsObject(m)) {
+        t = tap_json_get(m, "content");
+        if (cJSON_IsString(t)) {
+            tap_gen_text(g, ci, cJSON_GetStringValue(t), tap_json_strlen(t));
+            *tokens |= tap_json_strlen(t) > 0;
         }
-        t = json_object_get(m, "reasoning_content");
-        if (!json_is_string(t)) {
-            t = json_object_get(m, "reasoning");
+        t = tap_json_get(m, "reasoning_content");
+        if (!cJSON_IsString(t)) {
+            t = tap_json_get(m, "reasoning");
         }
-        if (json_is_string(t) && json_string_length(t) > 0) {
-            g->completion_chars += json_string_length(t);
+        if (cJSON_IsString(t) && tap_json_strlen(t) > 0) {
+            g->completion_chars += tap_json_strlen(t);
             *tokens = 1;
         }
-        if (tap_oai_tool_text(json_object_get(m, "tool_calls"))) {
+        if (tap_oai_tool_text(tap_json_get(m, "tool_calls"))) {
             *tokens = 1;
         }
     } else {
-        t = json_object_get(c, "text");                 /* completions */
-        if (json_is_string(t)) {
-            tap_gen_text(g, ci, json_string_value(t), json_string_length(t));
-            *tokens |= json_string_length(t) > 0;
+        t = tap_json_get(c, "text");                 /* completions */
+        if (cJSON_IsString(t)) {
+            tap_gen_text(g, ci, cJSON_GetStringValue(t), tap_json_strlen(t));
+            *tokens |= tap_json_strlen(t) > 0;
         }
     }
 
-    *counted += tap_oai_logprobs(g, json_object_get(c, "logprobs"));
+    *counted += tap_oai_logprobs(g, tap_json_get(c, "logprobs"));
 
-    fr = json_object_get(c, "finish_reason");
-    if (json_is_string(fr)) {
-        tap_gen_finish_reason(g, ci, json_string_value(fr), json_string_length(fr));
+    fr = tap_json_get(c, "finish_reason");
+    if (cJSON_IsString(fr)) {
+        tap_gen_finish_reason(g, ci, cJSON_GetStringValue(fr), tap_json_strlen(fr));
     }
 }
 
@@ -485,28 +485,28 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_oai_t  *o = st;
     tap_gen_t  *g = fx->gen;
-    json_t     *j = ev->json, *v, *u, *c;
+    cJSON      *j = ev->json, *v, *u, *c;
     size_t      i;
     int64_t     pt, ct, cached;
     uint64_t    counted = 0;
     int         tokens = 0, usage_only;
 
     TAP_UNUSED(o);
-    if (!json_is_object(j)) {
+    if (!cJSON_IsObject(j)) {
         if (ev->json != NULL) {
             g->resp_parse = TAP_GEN_PARSE_UNEXPECTED;
         }
         return TAP_FEV_PASS;
     }
 
-    v = json_object_get(j, "error");
-    if (v != NULL && !json_is_null(v)) {
-        u = json_object_get(v, "type");
-        if (!json_is_string(u)) {
-            u = json_object_get(v, "code");
+    v = tap_json_get(j, "error");
+    if (v != NULL && !cJSON_IsNull(v)) {
+        u = tap_json_get(v, "type");
+        if (!cJSON_IsString(u)) {
+            u = tap_json_get(v, "code");
         }
-        if (json_is_string(u)) {
-            tap_gen_error(g, json_string_value(u), json_string_length(u));
+        if (cJSON_IsString(u)) {
+            tap_gen_error(g, cJSON_GetStringValue(u), tap_json_strlen(u));
         } else {
             tap_gen_error(g, "error", 5);
         }
@@ -514,25 +514,25 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     }
 
     if (g->response_id[0] == '\0') {
-        tap_gen_copy(g->response_id, json_object_get(j, "id"));
+        tap_gen_copy(g->response_id, tap_json_get(j, "id"));
     }
     if (g->response_model[0] == '\0') {
-        tap_gen_copy(g->response_model, json_object_get(j, "model"));
+        tap_gen_copy(g->response_model, tap_json_get(j, "model"));
     }
 
-    u = json_object_get(j, "usage");
-    if (json_is_object(u)) {
+    u = tap_json_get(j, "usage");
+    if (cJSON_IsObject(u)) {
         pt = ct = cached = TAP_GEN_UNSET;
-        tap_gen_integer(json_object_get(u, "prompt_tokens"), &pt);
-        tap_gen_integer(json_object_get(u, "completion_tokens"), &ct);
-        tap_gen_integer(json_object_get(json_object_get(u, "prompt_tokens_details"),
+        tap_gen_integer(tap_json_get(u, "prompt_tokens"), &pt);
+        tap_gen_integer(tap_json_get(u, "completion_tokens"), &ct);
+        tap_gen_integer(tap_json_get(tap_json_get(u, "prompt_tokens_details"),
             "cached_tokens"), &cached);
         tap_gen_usage(g, pt, ct, cached);
     }
 
-    c = json_object_get(j, "choices");
-    if (json_is_array(c)) {
-        json_array_foreach(c, i, v) {
+    c = tap_json_get(j, "choices");
+    if (cJSON_IsArray(c)) {
+        tap_json_foreach(c, i, v) {
             tap_oai_choice(fx, v, i, ev->whole, &tokens, &counted);
         }
     }
@@ -541,7 +541,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
         tap_gen_tokens(g, ev->now, counted > 0 ? counted : 1);
     }
 
-    usage_only = json_is_object(u) && json_is_array(c) && json_array_size(c) == 0;
+    usage_only = cJSON_IsObject(u) && cJSON_IsArray(c) && tap_json_size(c) == 0;
     if (usage_only && fx->usage_injected && !ev->whole) {
         return TAP_FEV_DROP;
     }

@@ -33,7 +33,7 @@
 
 static int tap_tgi_match(tap_fx_t *fx);
 static void tap_tgi_request_body(tap_fx_t *fx, void *st, const char *body, size_t len,
-    json_t *json);
+    cJSON  *json);
 static void tap_tgi_response_head(tap_fx_t *fx, void *st);
 static int tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev);
 
@@ -90,59 +90,59 @@ tap_tgi_match(tap_fx_t *fx)
 
 /* Reads "parameters"; returns -1 when it is present but not an object. */
 static int
-tap_tgi_params(tap_gen_t *g, json_t *params)
+tap_tgi_params(tap_gen_t *g, cJSON *params)
 {
     const char  **k;
-    json_t       *extra, *v;
+    cJSON        *extra, *v;
     double        d;
     int64_t       i;
 
-    if (params != NULL && !json_is_null(params) && !json_is_object(params)) {
+    if (params != NULL && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
         tap_gen_hash_params(g, NULL);
         return -1;
     }
 
-    if (tap_gen_number(json_object_get(params, "temperature"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(params, "temperature"), &d) == 0) {
         g->temperature = d;
     }
-    if (tap_gen_number(json_object_get(params, "top_p"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(params, "top_p"), &d) == 0) {
         g->top_p = d;
     }
-    if (tap_gen_number(json_object_get(params, "top_k"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(params, "top_k"), &d) == 0) {
         g->top_k = d;
     }
-    if (tap_gen_number(json_object_get(params, "frequency_penalty"), &d) == 0) {
+    if (tap_gen_number(tap_json_get(params, "frequency_penalty"), &d) == 0) {
         g->frequency_penalty = d;
     }
-    if (tap_gen_integer(json_object_get(params, "seed"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(params, "seed"), &i) == 0) {
         g->seed = i;
     }
-    if (tap_gen_integer(json_object_get(params, "max_new_tokens"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(params, "max_new_tokens"), &i) == 0) {
         g->max_tokens = i;
     }
-    if (tap_gen_integer(json_object_get(params, "top_n_tokens"), &i) == 0) {
+    if (tap_gen_integer(tap_json_get(params, "top_n_tokens"), &i) == 0) {
         g->top_logprobs = i;
     }
-    v = json_object_get(params, "details");
-    if (json_is_boolean(v)) {
-        g->logprobs = json_is_true(v);
+    v = tap_json_get(params, "details");
+    if (cJSON_IsBool(v)) {
+        g->logprobs = cJSON_IsTrue(v);
     }
 
-    extra = json_object();
+    extra = cJSON_CreateObject();
     for (k = tap_tgi_extra_params; extra != NULL && *k != NULL; k++) {
-        v = json_object_get(params, *k);
+        v = tap_json_get(params, *k);
         if (v != NULL) {
-            json_object_set(extra, *k, v);
+            cJSON_AddItemReferenceToObject(extra, *k, v);
         }
     }
-    tap_gen_hash_params(g, json_object_size(extra) > 0 ? extra : NULL);
-    json_decref(extra);
+    tap_gen_hash_params(g, tap_json_size(extra) > 0 ? extra : NULL);
+    cJSON_Delete(extra);
     return 0;
 }
 
 
 static void
-tap_tgi_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json)
+tap_tgi_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json)
 {
     tap_gen_t  *g = fx->gen;
     int         rc;
@@ -157,10 +157,10 @@ tap_tgi_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, json_
     }
 
     /* TGI serves one model; a "model" field is only there when a router added it */
-    tap_gen_copy(g->model, json_object_get(json, "model"));
+    tap_gen_copy(g->model, tap_json_get(json, "model"));
 
-    rc = tap_tgi_params(g, json_object_get(json, "parameters"));
-    rc |= tap_gen_hash_prompt(g, json_object_get(json, "inputs"), NULL);
+    rc = tap_tgi_params(g, tap_json_get(json, "parameters"));
+    rc |= tap_gen_hash_prompt(g, tap_json_get(json, "inputs"), NULL);
     if (rc != 0) {
         g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
     }
@@ -181,36 +181,36 @@ tap_tgi_response_head(tap_fx_t *fx, void *st)
 
 
 static void
-tap_tgi_finish_reason(tap_gen_t *g, json_t *v)
+tap_tgi_finish_reason(tap_gen_t *g, cJSON *v)
 {
     const char  *s;
 
-    if (!json_is_string(v)) {
+    if (!cJSON_IsString(v)) {
         return;
     }
-    s = json_string_value(v);
+    s = cJSON_GetStringValue(v);
     if (strcmp(s, "eos_token") == 0 || strcmp(s, "stop_sequence") == 0) {
         tap_gen_finish_reason(g, 0, "stop", 4);
     } else {
-        tap_gen_finish_reason(g, 0, s, json_string_length(v));
+        tap_gen_finish_reason(g, 0, s, tap_json_strlen(v));
     }
 }
 
 
 /* One token object: its text (unless special) and logprob. */
 static void
-tap_tgi_token(tap_gen_t *g, json_t *tok, int text)
+tap_tgi_token(tap_gen_t *g, cJSON *tok, int text)
 {
-    json_t  *v;
+    cJSON   *v;
     double   lp;
 
-    v = json_object_get(tok, "text");
-    if (text && json_is_string(v) && json_string_length(v) > 0
-        && !json_is_true(json_object_get(tok, "special")))
+    v = tap_json_get(tok, "text");
+    if (text && cJSON_IsString(v) && tap_json_strlen(v) > 0
+        && !cJSON_IsTrue(tap_json_get(tok, "special")))
     {
-        tap_gen_text(g, 0, json_string_value(v), json_string_length(v));
+        tap_gen_text(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
     }
-    if (tap_gen_number(json_object_get(tok, "logprob"), &lp) == 0) {
+    if (tap_gen_number(tap_json_get(tok, "logprob"), &lp) == 0) {
         tap_gen_logprob(g, lp);
     }
     g->counted_tokens++;
@@ -219,23 +219,23 @@ tap_tgi_token(tap_gen_t *g, json_t *tok, int text)
 
 /* details: finish reason and usage (generated_tokens, prefill or input_length). */
 static void
-tap_tgi_details(tap_gen_t *g, json_t *details)
+tap_tgi_details(tap_gen_t *g, cJSON *details)
 {
-    json_t   *prefill;
+    cJSON    *prefill;
     int64_t   prompt, completion;
 
-    if (!json_is_object(details)) {
+    if (!cJSON_IsObject(details)) {
         return;
     }
-    tap_tgi_finish_reason(g, json_object_get(details, "finish_reason"));
+    tap_tgi_finish_reason(g, tap_json_get(details, "finish_reason"));
 
-    prefill = json_object_get(details, "prefill");
-    if (json_array_size(prefill) > 0) {
-        prompt = (int64_t) json_array_size(prefill);
-    } else if (tap_gen_integer(json_object_get(details, "input_length"), &prompt) != 0) {
+    prefill = tap_json_get(details, "prefill");
+    if (tap_json_size(prefill) > 0) {
+        prompt = (int64_t) tap_json_size(prefill);
+    } else if (tap_gen_integer(tap_json_get(details, "input_length"), &prompt) != 0) {
         prompt = TAP_GEN_UNSET;
     }
-    if (tap_gen_integer(json_object_get(details, "generated_tokens"), &completion) != 0) {
+    if (tap_gen_integer(tap_json_get(details, "generated_tokens"), &completion) != 0) {
         completion = TAP_GEN_UNSET;
     }
     if (prompt != TAP_GEN_UNSET || completion != TAP_GEN_UNSET) {
@@ -248,38 +248,38 @@ static int
 tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_gen_t  *g = fx->gen;
-    json_t     *j = ev->json, *v, *tok, *details;
+    cJSON      *j = ev->json, *v, *tok, *details;
     size_t      i;
 
     (void) st;
 
     /* the plain answer of the compatibility route is [ {...} ] */
-    if (ev->whole && json_is_array(j) && json_array_size(j) == 1) {
-        j = json_array_get(j, 0);
+    if (ev->whole && cJSON_IsArray(j) && tap_json_size(j) == 1) {
+        j = tap_json_at(j, 0);
     }
-    if (!json_is_object(j)) {
+    if (!cJSON_IsObject(j)) {
         return TAP_FEV_PASS;
     }
-    v = json_object_get(j, "error");
-    if (v != NULL && !json_is_null(v)) {
-        v = json_object_get(j, "error_type");
-        if (json_is_string(v) && json_string_length(v) > 0) {
-            tap_gen_error(g, json_string_value(v), json_string_length(v));
+    v = tap_json_get(j, "error");
+    if (v != NULL && !cJSON_IsNull(v)) {
+        v = tap_json_get(j, "error_type");
+        if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
+            tap_gen_error(g, cJSON_GetStringValue(v), tap_json_strlen(v));
         } else {
             tap_gen_error(g, "error", 5);
         }
         return TAP_FEV_PASS;
     }
-    tap_gen_copy(g->response_model, json_object_get(j, "model"));
-    details = json_object_get(j, "details");
+    tap_gen_copy(g->response_model, tap_json_get(j, "model"));
+    details = tap_json_get(j, "details");
 
     if (ev->whole) {
-        v = json_object_get(j, "generated_text");
-        if (json_is_string(v) && json_string_length(v) > 0) {
-            tap_gen_text(g, 0, json_string_value(v), json_string_length(v));
+        v = tap_json_get(j, "generated_text");
+        if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
+            tap_gen_text(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
         }
-        json_array_foreach(json_object_get(details, "tokens"), i, tok) {
-            if (json_is_object(tok)) {
+        tap_json_foreach(tap_json_get(details, "tokens"), i, tok) {
+            if (cJSON_IsObject(tok)) {
                 tap_tgi_token(g, tok, 0);
             }
         }
@@ -287,8 +287,8 @@ tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
         return TAP_FEV_PASS;
     }
 
-    tok = json_object_get(j, "token");
-    if (json_is_object(tok)) {
+    tok = tap_json_get(j, "token");
+    if (cJSON_IsObject(tok)) {
         tap_tgi_token(g, tok, 1);
         tap_gen_tokens(g, ev->now, 1);
     }

@@ -412,8 +412,7 @@ tap_fx_request_data(tap_fx_t *fx, const char *p, size_t len)
 int
 tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
 {
-    json_t        *json = NULL;
-    json_error_t   jerr;
+    cJSON         *json = NULL;
     tap_gen_t     *g = fx->gen;
     size_t         i;
 
@@ -426,11 +425,11 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
         body = NULL;
         len = 0;
     } else if (len > 0) {
-        json = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+        json = tap_json_parse(body, len);
         g->req_parse = json != NULL ? TAP_GEN_PARSE_OK : TAP_GEN_PARSE_NOT_JSON;
-        if (json != NULL && !json_is_object(json)) {
+        if (json != NULL && !cJSON_IsObject(json)) {
             g->req_parse = TAP_GEN_PARSE_UNEXPECTED;   /* every API takes an object */
-            json_decref(json);
+            cJSON_Delete(json);
             json = NULL;
         }
     }
@@ -440,7 +439,7 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
             fx->active[i]->request_body(fx, fx->state[i], body, len, json);
         }
     }
-    json_decref(json);
+    cJSON_Delete(json);
     tap_fx_reset_capture(fx);
     return fx->new_body != NULL;
 }
@@ -523,8 +522,7 @@ static void
 tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int whole, int *drop)
 {
     tap_fevent_t   ev;
-    json_error_t   jerr;
-    json_t        *ptr;
+    cJSON         *ptr;
     size_t         i, k;
     double         v;
     const char    *m;
@@ -541,7 +539,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
         /* leading blanks */
     }
     if (k < len && (data[k] == '{' || data[k] == '[')) {
-        ev.json = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+        ev.json = tap_json_parse(data, len);
     }
     if (ev.json == NULL && (whole || fx->frame == TAP_FRAME_NDJSON)) {
         fx->gen->resp_parse = TAP_GEN_PARSE_NOT_JSON;
@@ -572,7 +570,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
             }
         }
     }
-    json_decref(ev.json);
+    cJSON_Delete(ev.json);
 }
 
 

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
+#include <cjson/cJSON.h>
 
 #include "exchange.h"
 #include "tap_core.h"
@@ -47,7 +47,7 @@ typedef struct tap_fevent_s {
     const char  *data;
     size_t       len;
     const char  *name;                 /* SSE "event" field; "" */
-    json_t      *json;                 /* data parsed, NULL when it is not JSON */
+    cJSON       *json;                 /* data parsed, NULL when it is not JSON */
     int64_t      now;                  /* monotonic ns when it was seen */
     unsigned     whole:1;              /* the complete body of a plain response */
 } tap_fevent_t;
@@ -66,7 +66,7 @@ struct tap_filter_s {
     void  (*request_head)(tap_fx_t *fx, void *st);
     /* The request body, complete; json is the body when it is a JSON object, else NULL
      * (gen->req_parse says why: not kept, not JSON, or JSON of another shape). */
-    void  (*request_body)(tap_fx_t *fx, void *st, const char *body, size_t len, json_t *json);
+    void  (*request_body)(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON *json);
     /* May set fx->frame when the content type does not tell. */
     void  (*response_head)(tap_fx_t *fx, void *st);
     int   (*response_event)(tap_fx_t *fx, void *st, const tap_fevent_t *ev);

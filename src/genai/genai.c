@@ -10,10 +10,11 @@
  *                field, for numbers the 8 bytes of the IEEE double
  *   marker       a lone tag byte (the end of a chat message)
  * The JSON form is canonical: object keys are sorted bytewise, strings are
- * hashed decoded (jansson has already undone the escapes, so "\u00e9" and
- * "é", "\/" and "/" are the same), and every number is hashed as a double,
- * so 1 and 1.0, -0.0 and 0.0 are the same (integers beyond 2^53 lose their
- * low bits: acceptable for token ids and the like).
+ * hashed decoded (the parser has already undone the escapes, so "\u00e9"
+ * and "é", "\/" and "/" are the same; a string ends at its first U+0000),
+ * and every number is hashed as a double, so 1 and 1.0, -0.0 and 0.0 are
+ * the same (integers beyond 2^53 lose their low bits: acceptable for token
+ * ids and the like).
  *
  * Tags: 'M' model, 'R' role, 'N' name, 'C' message text, 'P' non-text part,
  * 'T' tool call, 'I' tool_call_id, 'E' end of message, 'S' prompt string,
@@ -36,16 +37,11 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include <jansson.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "tap_core.h"
 #include "genai/genai.h"
-
-/* jansson 2.14 added key lengths (keys with NUL bytes) */
-#if JANSSON_VERSION_HEX >= 0x020e00
-#define TAP_GEN_HAVE_KEYN  1
-#endif
 
 #define TAP_GEN_SORT_STACK   16        /* object keys sorted without malloc */
 #define TAP_GEN_PTR_STACK    256       /* JSON pointer tokens decoded without malloc */
@@ -53,11 +49,11 @@
 typedef struct tap_gen_key_s {
     const char  *key;
     size_t       len;
-    json_t      *value;
+    cJSON       *value;
 } tap_gen_key_t;
 
 
-static void tap_hash_obj(XXH3_state_t *st, json_t *obj);
+static void tap_hash_obj(XXH3_state_t *st, cJSON *obj);
 
 
 /*
@@ -155,10 +151,10 @@ tap_gen_strlcpy(char *dst, size_t size, const char *s, size_t len)
 
 
 void
-tap_gen_copy(char *dst, json_t *v)
+tap_gen_copy(char *dst, cJSON *v)
 {
-    if (json_is_string(v)) {
-        tap_gen_strlcpy(dst, TAP_GEN_STR, json_string_value(v), json_string_length(v));
+    if (cJSON_IsString(v)) {
+        tap_gen_strlcpy(dst, TAP_GEN_STR, cJSON_GetStringValue(v), tap_json_strlen(v));
     }
 }
 
@@ -211,44 +207,42 @@ tap_hash_field(XXH3_state_t *st, char tag, const char *s, size_t len)
 /*
  * Canonical JSON: 'o' count then (key field 'k', value) by sorted key,
  * 'a' count then the elements, string field 's', 'n' double, 't', 'f', 'z'.
- * A NULL value hashes as null.  Recursion is bounded by jansson's parser
- * depth limit (JSON_PARSER_MAX_DEPTH).
+ * A NULL value hashes as null.  Recursion is bounded by the parser's
+ * nesting limit (CJSON_NESTING_LIMIT).
  */
 void
-tap_hash_json(XXH3_state_t *st, json_t *v)
+tap_hash_json(XXH3_state_t *st, cJSON *v)
 {
-    size_t  i, n;
+    cJSON  *e;
 
-    switch (v == NULL ? JSON_NULL : json_typeof(v)) {
+    switch (v == NULL ? cJSON_NULL : v->type & 0xff) {
 
-    case JSON_OBJECT:
+    case cJSON_Object:
         tap_hash_obj(st, v);
         break;
 
-    case JSON_ARRAY:
-        n = json_array_size(v);
+    case cJSON_Array:
         tap_hash_tag(st, 'a');
-        tap_hash_u64(st, n);
-        for (i = 0; i < n; i++) {
-            tap_hash_json(st, json_array_get(v, i));
+        tap_hash_u64(st, tap_json_size(v));
+        for (e = v->child; e != NULL; e = e->next) {
+            tap_hash_json(st, e);
         }
         break;
 
-    case JSON_STRING:
-        tap_hash_field(st, 's', json_string_value(v), json_string_length(v));
+    case cJSON_String:
+        tap_hash_field(st, 's', cJSON_GetStringValue(v), tap_json_strlen(v));
         break;
 
-    case JSON_INTEGER:
-    case JSON_REAL:
+    case cJSON_Number:
         tap_hash_tag(st, 'n');
-        tap_hash_double(st, json_number_value(v));
+        tap_hash_double(st, v->valuedouble);
         break;
 
-    case JSON_TRUE:
+    case cJSON_True:
         tap_hash_tag(st, 't');
         break;
 
-    case JSON_FALSE:
+    case cJSON_False:
         tap_hash_tag(st, 'f');
         break;
 
@@ -275,15 +269,11 @@ tap_gen_key_cmp(const void *a, const void *b)
 
 
 static void
-tap_gen_key_get(void *it, tap_gen_key_t *k)
+tap_gen_key_get(cJSON *member, tap_gen_key_t *k)
 {
-    k->key = json_object_iter_key(it);
-#ifdef TAP_GEN_HAVE_KEYN
-    k->len = json_object_iter_key_len(it);
-#else
+    k->key = member->string != NULL ? member->string : "";
     k->len = strlen(k->key);
-#endif
-    k->value = json_object_iter_value(it);
+    k->value = member;
 }
 
 
@@ -302,14 +292,14 @@ tap_hash_member(XXH3_state_t *st, const tap_gen_key_t *k)
  * (quadratic) but the same bytes, so the hash never depends on memory.
  */
 static void
-tap_hash_obj(XXH3_state_t *st, json_t *obj)
+tap_hash_obj(XXH3_state_t *st, cJSON *obj)
 {
     tap_gen_key_t   stack[TAP_GEN_SORT_STACK], *keys, cur, best, prev;
     size_t          i, n;
-    void           *it;
+    cJSON          *it;
     int             have_prev, have_best;
 
-    n = json_object_size(obj);
+    n = tap_json_size(obj);
     tap_hash_tag(st, 'o');
     tap_hash_u64(st, n);
 
@@ -317,9 +307,7 @@ tap_hash_obj(XXH3_state_t *st, json_t *obj)
 
     if (keys != NULL) {
         i = 0;
-        for (it = json_object_iter(obj); it != NULL && i < n;
-             it = json_object_iter_next(obj, it))
-        {
+        for (it = obj->child; it != NULL && i < n; it = it->next) {
             tap_gen_key_get(it, &keys[i++]);
         }
         n = i;
@@ -338,7 +326,7 @@ tap_hash_obj(XXH3_state_t *st, json_t *obj)
     memset(&best, 0, sizeof(best));
     for (i = 0; i < n; i++) {
         have_best = 0;
-        for (it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        for (it = obj->child; it != NULL; it = it->next) {
             tap_gen_key_get(it, &cur);
             if ((!have_prev || tap_gen_key_cmp(&cur, &prev) > 0)
                 && (!have_best || tap_gen_key_cmp(&cur, &best) < 0))
@@ -364,27 +352,27 @@ tap_hash_obj(XXH3_state_t *st, json_t *obj)
  * a content array is taken as text too.
  */
 static const char *
-tap_gen_part_text(json_t *part, size_t *len)
+tap_gen_part_text(cJSON *part, size_t *len)
 {
     const char  *type;
-    json_t      *text;
+    cJSON       *text;
 
-    if (json_is_string(part)) {
-        *len = json_string_length(part);
-        return json_string_value(part);
+    if (cJSON_IsString(part)) {
+        *len = tap_json_strlen(part);
+        return cJSON_GetStringValue(part);
     }
 
-    type = json_string_value(json_object_get(part, "type"));
-    text = json_object_get(part, "text");
-    if (type == NULL || !json_is_string(text)
+    type = cJSON_GetStringValue(tap_json_get(part, "type"));
+    text = tap_json_get(part, "text");
+    if (type == NULL || !cJSON_IsString(text)
         || (strcmp(type, "text") != 0 && strcmp(type, "input_text") != 0
             && strcmp(type, "output_text") != 0))
     {
         return NULL;
     }
 
-    *len = json_string_length(text);
-    return json_string_value(text);
+    *len = tap_json_strlen(text);
+    return cJSON_GetStringValue(text);
 }
 
 
@@ -398,49 +386,47 @@ tap_gen_part_text(json_t *part, size_t *len)
  * text bytes to *chars.
  */
 static void
-tap_gen_hash_content(XXH3_state_t *st, json_t *content, uint64_t *chars)
+tap_gen_hash_content(XXH3_state_t *st, cJSON *content, uint64_t *chars)
 {
     const char  *s;
-    size_t       i, n, len, total;
-    json_t      *part;
+    size_t       i, len, total;
+    cJSON       *part;
 
-    if (content == NULL || json_is_null(content)) {
+    if (content == NULL || cJSON_IsNull(content)) {
         return;
     }
 
-    if (json_is_string(content)) {
-        len = json_string_length(content);
-        tap_hash_field(st, 'C', json_string_value(content), len);
+    if (cJSON_IsString(content)) {
+        len = tap_json_strlen(content);
+        tap_hash_field(st, 'C', cJSON_GetStringValue(content), len);
         *chars += len;
         return;
     }
 
-    if (!json_is_array(content)) {
+    if (!cJSON_IsArray(content)) {
         tap_hash_tag(st, 'P');
         tap_hash_json(st, content);
         return;
     }
 
-    n = json_array_size(content);
     total = 0;
-    for (i = 0; i < n; i++) {
-        if (tap_gen_part_text(json_array_get(content, i), &len) != NULL) {
+    tap_json_foreach(content, i, part) {
+        if (tap_gen_part_text(part, &len) != NULL) {
             total += len;
         }
     }
 
     tap_hash_tag(st, 'C');
     tap_hash_u64(st, total);
-    for (i = 0; i < n; i++) {
-        s = tap_gen_part_text(json_array_get(content, i), &len);
+    tap_json_foreach(content, i, part) {
+        s = tap_gen_part_text(part, &len);
         if (s != NULL && len) {
             XXH3_64bits_update(st, s, len);
         }
     }
     *chars += total;
 
-    for (i = 0; i < n; i++) {
-        part = json_array_get(content, i);
+    tap_json_foreach(content, i, part) {
         if (tap_gen_part_text(part, &len) == NULL) {
             tap_hash_tag(st, 'P');
             tap_hash_json(st, part);
@@ -450,33 +436,34 @@ tap_gen_hash_content(XXH3_state_t *st, json_t *content, uint64_t *chars)
 
 
 static void
-tap_gen_hash_string(XXH3_state_t *st, char tag, json_t *v)
+tap_gen_hash_string(XXH3_state_t *st, char tag, cJSON *v)
 {
-    if (json_is_string(v)) {
-        tap_hash_field(st, tag, json_string_value(v), json_string_length(v));
+    if (cJSON_IsString(v)) {
+        tap_hash_field(st, tag, cJSON_GetStringValue(v), tap_json_strlen(v));
     }
 }
 
 
 /* Each element of an array, or a single non-null value, as tag + canonical JSON. */
 static void
-tap_gen_hash_each(XXH3_state_t *st, char tag, json_t *v)
+tap_gen_hash_each(XXH3_state_t *st, char tag, cJSON *v)
 {
-    size_t  i;
+    size_t   i;
+    cJSON   *e;
 
-    if (v == NULL || json_is_null(v)) {
+    if (v == NULL || cJSON_IsNull(v)) {
         return;
     }
 
-    if (!json_is_array(v)) {
+    if (!cJSON_IsArray(v)) {
         tap_hash_tag(st, tag);
         tap_hash_json(st, v);
         return;
     }
 
-    for (i = 0; i < json_array_size(v); i++) {
+    tap_json_foreach(v, i, e) {
         tap_hash_tag(st, tag);
-        tap_hash_json(st, json_array_get(v, i));
+        tap_hash_json(st, e);
     }
 }
 
@@ -488,15 +475,15 @@ tap_gen_hash_each(XXH3_state_t *st, char tag, json_t *v)
  * Other members (Ollama's "thinking", vendor extensions) are not hashed.
  */
 static void
-tap_gen_hash_message(XXH3_state_t *st, json_t *m, uint64_t *chars)
+tap_gen_hash_message(XXH3_state_t *st, cJSON *m, uint64_t *chars)
 {
-    tap_gen_hash_string(st, 'R', json_object_get(m, "role"));
-    tap_gen_hash_string(st, 'N', json_object_get(m, "name"));
-    tap_gen_hash_content(st, json_object_get(m, "content"), chars);
-    tap_gen_hash_each(st, 'T', json_object_get(m, "tool_calls"));
-    tap_gen_hash_each(st, 'T', json_object_get(m, "function_call"));
-    tap_gen_hash_each(st, 'P', json_object_get(m, "images"));
-    tap_gen_hash_string(st, 'I', json_object_get(m, "tool_call_id"));
+    tap_gen_hash_string(st, 'R', tap_json_get(m, "role"));
+    tap_gen_hash_string(st, 'N', tap_json_get(m, "name"));
+    tap_gen_hash_content(st, tap_json_get(m, "content"), chars);
+    tap_gen_hash_each(st, 'T', tap_json_get(m, "tool_calls"));
+    tap_gen_hash_each(st, 'T', tap_json_get(m, "function_call"));
+    tap_gen_hash_each(st, 'P', tap_json_get(m, "images"));
+    tap_gen_hash_string(st, 'I', tap_json_get(m, "tool_call_id"));
     tap_hash_tag(st, 'E');
 }
 
@@ -528,21 +515,23 @@ tap_gen_prompt_state(const tap_gen_t *g)
  * cannot be allocated.
  */
 int
-tap_gen_hash_chat(tap_gen_t *g, json_t *messages)
+tap_gen_hash_chat(tap_gen_t *g, cJSON *messages)
 {
     XXH3_state_t  *st;
     uint64_t       chars, prefix;
     size_t         i, n;
+    cJSON         *m;
 
-    if (!json_is_array(messages)) {
+    if (!cJSON_IsArray(messages)) {
         return -1;
     }
 
-    n = json_array_size(messages);
-    for (i = 0; i < n; i++) {
-        if (!json_is_object(json_array_get(messages, i))) {
+    n = 0;
+    tap_json_foreach(messages, i, m) {
+        if (!cJSON_IsObject(m)) {
             return -1;
         }
+        n++;
     }
 
     st = tap_gen_prompt_state(g);
@@ -552,11 +541,11 @@ tap_gen_hash_chat(tap_gen_t *g, json_t *messages)
 
     chars = 0;
     prefix = 0;
-    for (i = 0; i < n; i++) {
+    tap_json_foreach(messages, i, m) {
         if (n >= 2 && i == n - 1) {
             prefix = XXH3_64bits_digest(st);
         }
-        tap_gen_hash_message(st, json_array_get(messages, i), &chars);
+        tap_gen_hash_message(st, m, &chars);
     }
 
     g->prompt_hash = XXH3_64bits_digest(st);
@@ -573,15 +562,16 @@ tap_gen_hash_chat(tap_gen_t *g, json_t *messages)
 
 /* 1 when every element of the array v is an integer. */
 static int
-tap_gen_is_token_ids(json_t *v)
+tap_gen_is_token_ids(cJSON *v)
 {
-    size_t  i;
+    size_t   i;
+    cJSON   *e;
 
-    if (!json_is_array(v)) {
+    if (!cJSON_IsArray(v)) {
         return 0;
     }
-    for (i = 0; i < json_array_size(v); i++) {
-        if (!json_is_integer(json_array_get(v, i))) {
+    tap_json_foreach(v, i, e) {
+        if (!tap_json_is_int(e)) {
             return 0;
         }
     }
@@ -603,31 +593,31 @@ tap_gen_is_token_ids(json_t *v)
  * shape or when the hashing state cannot be allocated.
  */
 int
-tap_gen_hash_prompt(tap_gen_t *g, json_t *prompt, json_t *system)
+tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 {
     XXH3_state_t  *st;
     uint64_t       chars;
     size_t         i, n, strings, ids, lists;
-    json_t        *e;
+    cJSON         *e;
     int            has_system;
 
-    if (json_is_null(system)) {
+    if (cJSON_IsNull(system)) {
         system = NULL;
     }
-    if (system != NULL && !json_is_string(system) && !json_is_array(system)) {
+    if (system != NULL && !cJSON_IsString(system) && !cJSON_IsArray(system)) {
         return -1;
     }
 
-    if (!json_is_string(prompt) && !json_is_array(prompt)) {
+    if (!cJSON_IsString(prompt) && !cJSON_IsArray(prompt)) {
         return -1;
     }
 
-    n = json_is_array(prompt) ? json_array_size(prompt) : 0;
+    n = 0;
     strings = ids = lists = 0;
-    for (i = 0; i < n; i++) {
-        e = json_array_get(prompt, i);
-        strings += json_is_string(e);
-        ids += json_is_integer(e);
+    tap_json_foreach(prompt, i, e) {
+        n++;
+        strings += cJSON_IsString(e);
+        ids += tap_json_is_int(e);
         lists += tap_gen_is_token_ids(e);
     }
     if (strings != n && ids != n && lists != n) {
@@ -641,8 +631,8 @@ tap_gen_hash_prompt(tap_gen_t *g, json_t *prompt, json_t *system)
 
     chars = 0;
     has_system = system != NULL
-                 && (json_is_string(system) ? json_string_length(system)
-                                            : json_array_size(system)) > 0;
+                 && (cJSON_IsString(system) ? tap_json_strlen(system)
+                                            : tap_json_size(system)) > 0;
     if (system != NULL) {
         tap_hash_field(st, 'R', "system", 6);
         tap_gen_hash_content(st, system, &chars);
@@ -653,20 +643,19 @@ tap_gen_hash_prompt(tap_gen_t *g, json_t *prompt, json_t *system)
     }
     g->has_prefix_hash = has_system;
 
-    if (json_is_string(prompt)) {
-        tap_hash_field(st, 'S', json_string_value(prompt), json_string_length(prompt));
-        chars += json_string_length(prompt);
+    if (cJSON_IsString(prompt)) {
+        tap_hash_field(st, 'S', cJSON_GetStringValue(prompt), tap_json_strlen(prompt));
+        chars += tap_json_strlen(prompt);
 
     } else if (n > 0 && ids == n) {
         tap_hash_tag(st, 'K');
         tap_hash_json(st, prompt);
 
     } else {
-        for (i = 0; i < n; i++) {
-            e = json_array_get(prompt, i);
-            if (json_is_string(e)) {
-                tap_hash_field(st, 'S', json_string_value(e), json_string_length(e));
-                chars += json_string_length(e);
+        tap_json_foreach(prompt, i, e) {
+            if (cJSON_IsString(e)) {
+                tap_hash_field(st, 'S', cJSON_GetStringValue(e), tap_json_strlen(e));
+                chars += tap_json_strlen(e);
             } else {
                 tap_hash_tag(st, 'K');
                 tap_hash_json(st, e);
@@ -712,7 +701,7 @@ tap_gen_param_int(XXH3_state_t *st, const char *name, int64_t v)
  * gets the hash of the empty stream, the same for every such request.
  */
 void
-tap_gen_hash_params(tap_gen_t *g, json_t *extra)
+tap_gen_hash_params(tap_gen_t *g, cJSON *extra)
 {
     XXH3_state_t  *st;
 
@@ -744,40 +733,96 @@ tap_gen_hash_params(tap_gen_t *g, json_t *extra)
 
 
 int
-tap_gen_number(json_t *v, double *out)
+tap_gen_number(cJSON *v, double *out)
 {
-    if (!json_is_number(v)) {
+    if (!cJSON_IsNumber(v)) {
         return -1;
     }
-    *out = json_number_value(v);
+    *out = v->valuedouble;
     return 0;
 }
 
 
 /*
- * An integer, or a real with an exact integral value in the int64 range
- * (3.0 yes; 3.5, 1e30, NaN no).  *out is untouched on -1.
+ * A number with an exact integral value in the int64 range (3 and 3.0 yes;
+ * 3.5, 1e30 no).  *out is untouched on -1.  cJSON keeps every number as a
+ * double, so integers beyond 2^53 are read rounded, the same way each time.
  */
 int
-tap_gen_integer(json_t *v, int64_t *out)
+tap_gen_integer(cJSON *v, int64_t *out)
+{
+    if (!tap_json_is_int(v)) {
+        return -1;
+    }
+    *out = (int64_t) v->valuedouble;
+    return 0;
+}
+
+
+int
+tap_json_is_int(const cJSON *v)
 {
     double  d;
 
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
+    if (!cJSON_IsNumber(v)) {
         return 0;
     }
+    d = v->valuedouble;
+    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d);
+}
 
-    if (!json_is_real(v)) {
-        return -1;
-    }
 
-    d = json_real_value(v);
-    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != trunc(d)) {
-        return -1;
+size_t
+tap_json_size(const cJSON *v)
+{
+    size_t  n = 0;
+
+    if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        for (v = v->child; v != NULL; v = v->next) {
+            n++;
+        }
     }
-    *out = (int64_t) d;
-    return 0;
+    return n;
+}
+
+
+cJSON *
+tap_json_at(const cJSON *a, size_t i)
+{
+    cJSON  *v;
+
+    if (!cJSON_IsArray(a)) {
+        return NULL;
+    }
+    for (v = a->child; v != NULL && i > 0; v = v->next) {
+        i--;
+    }
+    return v;
+}
+
+
+cJSON *
+tap_json_parse(const char *buf, size_t len)
+{
+    cJSON       *v;
+    const char  *end = NULL;
+
+    if (len == 0) {
+        return NULL;
+    }
+    v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (v == NULL) {
+        return NULL;
+    }
+    /* cJSON stops after the value; anything but blanks after it is an error */
+    while (end < buf + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) {
+        end++;
+    }
+    if (end != buf + len) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    return v;
 }
 
 
@@ -1126,12 +1171,12 @@ tap_json_pointer_token(const char *t, size_t len, char *out)
 
 
 /* An array index: "0" or digits without a leading zero, below size. */
-static json_t *
-tap_json_pointer_index(json_t *arr, const char *t, size_t len)
+static cJSON *
+tap_json_pointer_index(cJSON *arr, const char *t, size_t len)
 {
     size_t  i, idx, size;
 
-    size = json_array_size(arr);
+    size = tap_json_size(arr);
     if (len == 0 || (len > 1 && t[0] == '0')) {
         return NULL;
     }
@@ -1144,23 +1189,23 @@ tap_json_pointer_index(json_t *arr, const char *t, size_t len)
         idx = idx * 10 + (size_t) (t[i] - '0');
     }
 
-    return idx < size ? json_array_get(arr, idx) : NULL;
+    return idx < size ? tap_json_at(arr, idx) : NULL;
 }
 
 
 /*
  * RFC 6901.  "" is root; anything else must start with '/'.  Object
- * members are matched on the decoded token (with its exact length where
- * jansson supports keys with NUL bytes); arrays take indexes only ("-",
+ * members are matched on the decoded token (a token holding a NUL byte
+ * matches no key); arrays take indexes only ("-",
  * the element past the end, does not exist).  Any step that fails, or a
  * token that cannot be buffered, gives NULL.
  */
-json_t *
-tap_json_pointer(json_t *root, const char *ptr)
+cJSON *
+tap_json_pointer(cJSON *root, const char *ptr)
 {
     char         stack[TAP_GEN_PTR_STACK], *tok;
     const char  *p, *end;
-    json_t      *v;
+    cJSON       *v;
     ssize_t      n;
     size_t       len;
 
@@ -1184,13 +1229,9 @@ tap_json_pointer(json_t *root, const char *ptr)
         n = tap_json_pointer_token(p, len, tok);
         if (n < 0) {
             v = NULL;
-        } else if (json_is_object(v)) {
-#ifdef TAP_GEN_HAVE_KEYN
-            v = json_object_getn(v, tok, (size_t) n);
-#else
-            v = json_object_get(v, tok);
-#endif
-        } else if (json_is_array(v)) {
+        } else if (cJSON_IsObject(v)) {
+            v = (size_t) n == strlen(tok) ? tap_json_get(v, tok) : NULL;
+        } else if (cJSON_IsArray(v)) {
             v = tap_json_pointer_index(v, tok, (size_t) n);
         } else {
             v = NULL;

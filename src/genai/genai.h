@@ -27,8 +27,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-#include <jansson.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #define TAP_GEN_UNSET         (-1)
@@ -116,7 +117,7 @@ void tap_gen_init(tap_gen_t *g);
 void tap_gen_cleanup(tap_gen_t *g);       /* frees the text states */
 
 /* Copies a JSON string (or nothing when v is not a string) into dst[TAP_GEN_STR]. */
-void tap_gen_copy(char *dst, json_t *v);
+void tap_gen_copy(char *dst, cJSON *v);
 
 /*
  * Request side: called by filters with the parsed request body.
@@ -127,19 +128,19 @@ void tap_gen_copy(char *dst, json_t *v);
  * prefix.  Both mix in g->model, which must be set first.  Return 0, or -1
  * when the value has an unexpected shape (nothing set then).
  */
-int tap_gen_hash_chat(tap_gen_t *g, json_t *messages);
-int tap_gen_hash_prompt(tap_gen_t *g, json_t *prompt, json_t *system);
+int tap_gen_hash_chat(tap_gen_t *g, cJSON *messages);
+int tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system);
 
 /*
  * Params hash over the sampling parameters set in g (temperature, top_p,
  * top_k, max_tokens, seed, n, penalties, logprobs, top_logprobs) plus any
  * extra JSON value the filter passes (e.g. "stop"; NULL for none).
  */
-void tap_gen_hash_params(tap_gen_t *g, json_t *extra);
+void tap_gen_hash_params(tap_gen_t *g, cJSON *extra);
 
 /* Reads a JSON number (integer or real) into *out; returns 0, or -1 when v is not a number. */
-int tap_gen_number(json_t *v, double *out);
-int tap_gen_integer(json_t *v, int64_t *out);
+int tap_gen_number(cJSON *v, double *out);
+int tap_gen_integer(cJSON *v, int64_t *out);
 
 /* Response side. */
 void tap_gen_text(tap_gen_t *g, unsigned choice, const char *s, size_t len);
@@ -171,16 +172,54 @@ int tap_gen_confidence(const tap_gen_t *g, double *mean, double *min, double *pe
 const char *tap_gen_finish_reasons(const tap_gen_t *g, char *buf, size_t size);
 
 /*
+ * JSON values are cJSON trees.  The lookups below are NULL-safe and
+ * type-safe like the library's own: a missing member, an index out of range
+ * or a value of another type reads as NULL, 0 or an empty loop.  Strings end
+ * at their first U+0000, because cJSON keeps them NUL-terminated without a
+ * length.
+ */
+#define tap_json_get(obj, key)  cJSON_GetObjectItemCaseSensitive(obj, key)
+
+/* for each element v of the array a (none when a is not an array), i counting from 0 */
+#define tap_json_foreach(a, i, v)                                                           \
+    for ((i) = 0, (v) = tap_json_first(a); (v) != NULL; (v) = (v)->next, (i)++)
+
+/* Parses one JSON value filling buf[0, len) (blanks around it allowed); NULL when it is not one. */
+cJSON *tap_json_parse(const char *buf, size_t len);
+
+/* Members of an object or elements of an array; 0 for anything else. */
+size_t tap_json_size(const cJSON *v);
+
+/* Element i of an array, or NULL. */
+cJSON *tap_json_at(const cJSON *a, size_t i);
+
+/* Is v a number with an integral value that fits an int64_t? */
+int tap_json_is_int(const cJSON *v);
+
+static inline cJSON *
+tap_json_first(const cJSON *a)
+{
+    return cJSON_IsArray(a) ? a->child : NULL;
+}
+
+
+static inline size_t
+tap_json_strlen(const cJSON *v)
+{
+    return cJSON_IsString(v) && v->valuestring != NULL ? strlen(v->valuestring) : 0;
+}
+
+/*
  * RFC 6901 JSON pointer ("" is the whole document, "/a/0/b", "~0" "~1"
  * escapes).  Returns the value (borrowed) or NULL.
  */
-json_t *tap_json_pointer(json_t *root, const char *ptr);
+cJSON *tap_json_pointer(cJSON *root, const char *ptr);
 
 /*
  * Canonical hashing of any JSON value into a running state: objects with
  * keys sorted, strings decoded, numbers as doubles.
  */
-void tap_hash_json(XXH3_state_t *st, json_t *v);
+void tap_hash_json(XXH3_state_t *st, cJSON *v);
 
 /* A length-prefixed field into a running state: tag byte, 8-byte length, bytes. */
 void tap_hash_field(XXH3_state_t *st, char tag, const char *s, size_t len);

@@ -77,8 +77,7 @@ tap_fuzz_run(const uint8_t *data, size_t size, unsigned sel, size_t split, size_
     const char      *path = tap_fuzz_paths[sel & 3];
     const char      *req = (const char *) data, *resp = (const char *) data + split;
     size_t           rlen = size - split, off, n;
-    json_t          *j;
-    json_error_t     jerr;
+    cJSON           *j;
 
     tap_exchange_init(&ex);
     ex.t_req = 1;
@@ -90,11 +89,11 @@ tap_fuzz_run(const uint8_t *data, size_t size, unsigned sel, size_t split, size_
         fx->can_rewrite = 1;
         if (tap_fx_request_end(fx, req, split)) {
             /* the injected body is JSON asking for usage */
-            j = json_loadb(fx->new_body, fx->new_len, JSON_DECODE_ANY, &jerr);
+            j = tap_json_parse(fx->new_body, fx->new_len);
             TAP_FUZZ_CHECK(j != NULL);
-            TAP_FUZZ_CHECK(json_is_true(json_object_get(json_object_get(j, "stream_options"),
+            TAP_FUZZ_CHECK(cJSON_IsTrue(tap_json_get(tap_json_get(j, "stream_options"),
                 "include_usage")));
-            json_decref(j);
+            cJSON_Delete(j);
         }
     } else {
         for (off = 0; off < split; off += n) {

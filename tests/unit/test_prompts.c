@@ -11,7 +11,7 @@
  * is checked at 1,000 and 10,000 over many salts against its stated error.
  * Both anomaly kinds are provoked (and not raised on constant figures,
  * under the tolerance, before min_samples, for failures, across params).
- * The JSON is parsed with jansson and checked field by field, the query
+ * The JSON is parsed with cJSON and checked field by field, the query
  * parser is fed good and bad strings, and a default table takes 1,000,000
  * distinct prompts without allocating (its own counter and glibc's
  * mallinfo2).  Output is TAP (CMOCKA_MESSAGE_OUTPUT=TAP).
@@ -32,7 +32,7 @@
 
 #include <cmocka.h>
 #include <event2/buffer.h>
-#include <jansson.h>
+#include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "tap_core.h"
@@ -883,18 +883,18 @@ test_eviction(void **state)
 
 
 static void
-tap_t_json_stat(json_t *e, const char *name, int known)
+tap_t_json_stat(cJSON *e, const char *name, int known)
 {
-    json_t  *o;
+    cJSON   *o;
 
-    o = json_object_get(e, name);
-    assert_true(json_is_object(o));
+    o = tap_json_get(e, name);
+    assert_true(cJSON_IsObject(o));
     if (known) {
-        assert_true(json_is_number(json_object_get(o, "mean")));
-        assert_true(json_is_number(json_object_get(o, "stddev")));
+        assert_true(cJSON_IsNumber(tap_json_get(o, "mean")));
+        assert_true(cJSON_IsNumber(tap_json_get(o, "stddev")));
     } else {
-        assert_true(json_is_null(json_object_get(o, "mean")));
-        assert_true(json_is_null(json_object_get(o, "stddev")));
+        assert_true(cJSON_IsNull(tap_json_get(o, "mean")));
+        assert_true(cJSON_IsNull(tap_json_get(o, "stddev")));
     }
 }
 
@@ -910,11 +910,10 @@ test_json(void **state)
     tap_prompts_query_t  q;
     tap_prompts_conf_t   conf;
     struct evbuffer     *buf;
-    json_error_t         jerr;
     tap_exchange_t       ex;
     tap_prompts_t       *t;
     tap_t_ex_t           d;
-    json_t              *root, *list, *e;
+    cJSON               *root, *list, *e;
     size_t               i, len;
     char                *s, model[200];
 
@@ -952,71 +951,71 @@ test_json(void **state)
     assert_int_equal(tap_prompts_json(t, &q, buf), TAP_OK);
     len = evbuffer_get_length(buf);
     s = (char *) evbuffer_pullup(buf, -1);
-    root = json_loadb(s, len, 0, &jerr);
+    root = tap_json_parse(s, len);
     if (root == NULL) {
-        fail_msg("JSON: %s: %.*s", jerr.text, (int) len, s);
+        fail_msg("not JSON: %.*s", (int) len, s);
     }
 
-    assert_string_equal(json_string_value(json_object_get(root, "by")), "latency");
-    assert_int_equal(json_integer_value(json_object_get(root, "limit")), 8);
-    assert_int_equal(json_integer_value(json_object_get(root, "size")), 3);
-    assert_int_equal(json_integer_value(json_object_get(root, "capacity")), 8);
-    assert_int_equal(json_integer_value(json_object_get(root, "observations")), 5);
-    assert_int_equal(json_integer_value(json_object_get(root, "evictions")), 0);
-    assert_true(json_is_object(json_object_get(root, "anomalies")));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "anomalies"),
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(root, "by")), "latency");
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "limit")), 8);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "size")), 3);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "capacity")), 8);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "observations")), 5);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "evictions")), 0);
+    assert_true(cJSON_IsObject(tap_json_get(root, "anomalies")));
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(tap_json_get(root, "anomalies"),
         "nondeterministic")), 0);
-    list = json_object_get(root, "prompts");
-    assert_int_equal(json_array_size(list), 3);
+    list = tap_json_get(root, "prompts");
+    assert_int_equal(tap_json_size(list), 3);
 
-    for (i = 0; i < json_array_size(list); i++) {
-        e = json_array_get(list, i);
+    for (i = 0; i < tap_json_size(list); i++) {
+        e = tap_json_at(list, i);
         for (len = 0; len < TAP_NELEMS(fields); len++) {
-            if (json_object_get(e, fields[len]) == NULL) {
+            if (tap_json_get(e, fields[len]) == NULL) {
                 fail_msg("entry %zu has no %s", i, fields[len]);
             }
         }
-        assert_int_equal(strlen(json_string_value(json_object_get(e, "prompt_hash"))), 16);
-        assert_true(json_is_boolean(json_object_get(e, "distinct_exact")));
+        assert_int_equal(strlen(cJSON_GetStringValue(tap_json_get(e, "prompt_hash"))), 16);
+        assert_true(cJSON_IsBool(tap_json_get(e, "distinct_exact")));
     }
 
-    e = json_array_get(list, 0);
-    assert_string_equal(json_string_value(json_object_get(e, "prompt_hash")),
+    e = tap_json_at(list, 0);
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(e, "prompt_hash")),
         "0123456789abcdef");
-    assert_string_equal(json_string_value(json_object_get(e, "model")), "gpt \"4\"\n\\");
-    assert_int_equal(json_integer_value(json_object_get(e, "count")), 3);
-    assert_int_equal(json_integer_value(json_object_get(e, "error_bound")), 0);
-    assert_int_equal(json_integer_value(json_object_get(e, "errors")), 0);
-    assert_string_equal(json_string_value(json_object_get(e, "first_seen")),
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(e, "model")), "gpt \"4\"\n\\");
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(e, "count")), 3);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(e, "error_bound")), 0);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(e, "errors")), 0);
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(e, "first_seen")),
         "2026-01-02T03:04:05.678Z");
-    assert_true(strlen(json_string_value(json_object_get(e, "last_seen"))) == 24);
+    assert_true(strlen(cJSON_GetStringValue(tap_json_get(e, "last_seen"))) == 24);
     tap_t_json_stat(e, "e2e_ms", 1);
-    tap_t_near(json_number_value(json_object_get(json_object_get(e, "e2e_ms"), "mean")), 110,
+    tap_t_near(cJSON_GetNumberValue(tap_json_get(tap_json_get(e, "e2e_ms"), "mean")), 110,
         1e-9);
-    tap_t_near(json_number_value(json_object_get(json_object_get(e, "e2e_ms"), "stddev")), 10,
+    tap_t_near(cJSON_GetNumberValue(tap_json_get(tap_json_get(e, "e2e_ms"), "stddev")), 10,
         1e-9);
     tap_t_json_stat(e, "ttft_ms", 1);
     tap_t_json_stat(e, "prompt_tokens", 1);
     tap_t_json_stat(e, "output_tokens", 1);
-    tap_t_near(json_number_value(json_object_get(e, "confidence")), -0.25, 1e-12);
-    assert_int_equal(json_integer_value(json_object_get(e, "distinct_completions")), 1);
-    assert_true(json_is_true(json_object_get(e, "distinct_exact")));
+    tap_t_near(cJSON_GetNumberValue(tap_json_get(e, "confidence")), -0.25, 1e-12);
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(e, "distinct_completions")), 1);
+    assert_true(cJSON_IsTrue(tap_json_get(e, "distinct_exact")));
 
     /* no samples: null figures; the long model cut to whole characters */
     for (i = 1; i < 3; i++) {
-        e = json_array_get(list, i);
+        e = tap_json_at(list, i);
         tap_t_json_stat(e, "e2e_ms", 0);
         tap_t_json_stat(e, "ttft_ms", 0);
-        assert_true(json_is_null(json_object_get(e, "confidence")));
-        if (json_integer_value(json_object_get(e, "errors")) == 1) {
-            assert_true(json_is_null(json_object_get(e, "model")));
+        assert_true(cJSON_IsNull(tap_json_get(e, "confidence")));
+        if (cJSON_GetNumberValue(tap_json_get(e, "errors")) == 1) {
+            assert_true(cJSON_IsNull(tap_json_get(e, "model")));
         } else {
-            s = (char *) json_string_value(json_object_get(e, "model"));
+            s = (char *) cJSON_GetStringValue(tap_json_get(e, "model"));
             assert_int_equal(strlen(s), 62);
             assert_memory_equal(s, model, 62);
         }
     }
-    json_decref(root);
+    cJSON_Delete(root);
     tap_prompts_destroy(t);
 
     /* a prefix table names its entries templates */
@@ -1029,14 +1028,14 @@ test_json(void **state)
     evbuffer_drain(buf, evbuffer_get_length(buf));
     assert_int_equal(tap_prompts_parse_query(t, NULL, 0, &q, NULL), TAP_OK);
     assert_int_equal(tap_prompts_json(t, &q, buf), TAP_OK);
-    root = json_loadb((char *) evbuffer_pullup(buf, -1), evbuffer_get_length(buf), 0, &jerr);
+    root = tap_json_parse((char *) evbuffer_pullup(buf, -1), evbuffer_get_length(buf));
     assert_non_null(root);
-    assert_string_equal(json_string_value(json_object_get(root, "by")), "count");
-    assert_int_equal(json_integer_value(json_object_get(root, "limit")), 20);
-    e = json_array_get(json_object_get(root, "templates"), 0);
-    assert_string_equal(json_string_value(json_object_get(e, "prefix_hash")),
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(root, "by")), "count");
+    assert_int_equal(cJSON_GetNumberValue(tap_json_get(root, "limit")), 20);
+    e = tap_json_at(tap_json_get(root, "templates"), 0);
+    assert_string_equal(cJSON_GetStringValue(tap_json_get(e, "prefix_hash")),
         "0000000000000005");
-    json_decref(root);
+    cJSON_Delete(root);
     tap_prompts_destroy(t);
     evbuffer_free(buf);
 }
