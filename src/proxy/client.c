@@ -69,6 +69,10 @@ static const tap_respp_cbs_t  tap_txn_rs_cbs = {
 };
 
 
+/*
+ * Heads are built without printf: the formatting machinery cost more than
+ * the copies on every exchange.
+ */
 static void
 tap_evbuffer_header(struct evbuffer *b, const char *name, size_t nlen, const char *v, size_t vlen)
 {
@@ -76,6 +80,34 @@ tap_evbuffer_header(struct evbuffer *b, const char *name, size_t nlen, const cha
     evbuffer_add(b, ": ", 2);
     evbuffer_add(b, v, vlen);
     evbuffer_add(b, "\r\n", 2);
+}
+
+
+static void
+tap_evbuffer_str(struct evbuffer *b, const char *s)
+{
+    evbuffer_add(b, s, strlen(s));
+}
+
+
+static void
+tap_evbuffer_u64(struct evbuffer *b, uint64_t v)
+{
+    char  buf[20], *p = buf + sizeof(buf);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    evbuffer_add(b, p, (size_t) (buf + sizeof(buf) - p));
+}
+
+
+/* "name: value\r\n" with a NUL-terminated value */
+static void
+tap_evbuffer_header_str(struct evbuffer *b, const char *name, const char *v)
+{
+    tap_evbuffer_header(b, name, strlen(name), v, strlen(v));
 }
 
 
@@ -92,8 +124,8 @@ tap_txn_build_head(tap_txn_t *t)
     int                     host = -1, ts = -1;
     char                    tp[TAP_TRACEPARENT_LEN + 1];
 
-    evbuffer_add_printf(b, "%s ", llhttp_method_name(
-        (llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
+    tap_evbuffer_str(b, llhttp_method_name((llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
+    evbuffer_add(b, " ", 1);
     evbuffer_add(b, hl->buf + hl->uoff, hl->ulen);
     evbuffer_add(b, " HTTP/1.1\r\n", 11);
 
@@ -122,7 +154,7 @@ tap_txn_build_head(tap_txn_t *t)
     if (dc->rp.alen > 0) {
         tap_evbuffer_header(b, "Host", 4, hl->buf + dc->rp.aoff, dc->rp.alen);
     } else if (host < 0) {
-        evbuffer_add_printf(b, "Host: %s\r\n", ps->servers[t->server >= 0 ? t->server : 0].text);
+        tap_evbuffer_header_str(b, "Host", ps->servers[t->server >= 0 ? t->server : 0].text);
     }
 
     evbuffer_add(b, "X-Forwarded-For: ", 17);
@@ -138,7 +170,8 @@ tap_txn_build_head(tap_txn_t *t)
             }
         }
     }
-    evbuffer_add_printf(b, "%s\r\n", dc->ip);
+    tap_evbuffer_str(b, dc->ip);
+    evbuffer_add(b, "\r\n", 2);
     if (tap_hlist_find(hl, "x-forwarded-proto", 0) < 0) {
         if (t->dc->w->px->tls_server != NULL) {
             evbuffer_add(b, "X-Forwarded-Proto: https\r\n", 26);
@@ -155,9 +188,9 @@ tap_txn_build_head(tap_txn_t *t)
         }
     }
 
-    evbuffer_add_printf(b, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);
+    tap_evbuffer_header_str(b, ps->request_id_header, t->ex.request_id);
     tap_traceparent_format(tp, t->ex.trace_id, t->ex.client_span_id, t->ex.trace_flags);
-    evbuffer_add_printf(b, "traceparent: %s\r\n", tp);
+    tap_evbuffer_header(b, "traceparent", 11, tp, TAP_TRACEPARENT_LEN);
     if (ts >= 0 && t->ex.has_parent
         && tap_tracestate_check(tap_hlist_value(hl, (unsigned) ts), hl->h[ts].vlen) == TAP_OK)
     {
@@ -168,8 +201,9 @@ tap_txn_build_head(tap_txn_t *t)
     if (dc->rp.chunked) {
         evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
     } else if (dc->rp.has_cl) {
-        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)
-            (t->rewritten ? t->body_len : dc->rp.content_length));
+        evbuffer_add(b, "Content-Length: ", 16);
+        tap_evbuffer_u64(b, t->rewritten ? t->body_len : dc->rp.content_length);
+        evbuffer_add(b, "\r\n", 2);
     }
     evbuffer_add(b, "\r\n", 2);
     TAP_UNUSED(nxff);
@@ -547,7 +581,9 @@ tap_txn_rs_head(void *ctx)
         tap_rd_set_timeout(&t->uc->rd, &tv);
     }
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", rs->status);
+    evbuffer_add(out, "HTTP/1.1 ", 9);
+    tap_evbuffer_u64(out, (uint64_t) rs->status);
+    evbuffer_add(out, " ", 1);
     evbuffer_add(out, hl->buf + hl->uoff, hl->ulen);
     evbuffer_add(out, "\r\n", 2);
 
@@ -559,14 +595,15 @@ tap_txn_rs_head(void *ctx)
         }
         tap_evbuffer_header(out, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
     }
-    evbuffer_add_printf(out, "%s: %s\r\n", ps->request_id_header, t->ex.request_id);
+    tap_evbuffer_header_str(out, ps->request_id_header, t->ex.request_id);
 
     http10 = llhttp_get_http_minor(&dc->rp.parser) == 0;
     bodyless = t->head_req || rs->status == 204 || rs->status == 304;
     if (!bodyless) {
         if (tap_respp_has_cl(rs)) {
-            evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                (unsigned long long) rs->parser.content_length);
+            evbuffer_add(out, "Content-Length: ", 16);
+            tap_evbuffer_u64(out, rs->parser.content_length);
+            evbuffer_add(out, "\r\n", 2);
         } else if (!http10) {
             t->resp_chunked = 1;
             evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
