@@ -10,9 +10,11 @@
  * and /metrics drains before it reads.
  *
  * Per exchange the hub records the metrics, then builds the spans (when
- * kept) and the log record straight into the arena of the current batch:
- * a batch is packed once, when it holds max_batch items or its delay has
- * passed, and the body goes to every endpoint of the signal.
+ * kept) and the log record in an arena and packs each at once after the
+ * items of the current batch; when the batch holds max_batch items or its
+ * delay has passed, the request around them is packed (the items travel as
+ * bytes: see proto/otlp_collector_trace.proto) and the body goes to every
+ * endpoint of the signal.
  */
 
 #include "config.h"
@@ -31,6 +33,7 @@
 #define TAP_TEL_SLOW_MS       50
 #define TAP_TEL_METRIC_QUEUE  65536
 #define TAP_TEL_TOP_PROMPTS   10
+#define TAP_TEL_BATCH_BYTES   (64 * 1024)   /* first size of a batch's byte buffer */
 
 /* a resource anomaly must also be this far from the prompt's mean, relatively */
 #define TAP_TEL_ANOMALY_TOLERANCE  0.25
@@ -50,18 +53,26 @@ static const char *const  tap_keep_names[TAP_KEEP_N] = {
     "head", "tail_error", "tail_slow", "tail_tokens", "tail_anomaly", "dropped",
 };
 
-/* Spans or log records waiting to be packed. */
+/*
+ * Spans or log records waiting to be sent.  Each is packed when it is
+ * recorded, into `bytes`, one after another; its message is built in the
+ * arena, which is then reset.  Packing each item once, instead of the whole
+ * request at flush time, spares protobuf-c from measuring every span again
+ * at each level of nesting above it.
+ */
 typedef struct tap_tel_batch_s {
-    tap_tel_t        *tel;
-    tap_signal_e      signal;
-    tap_arena_t       arena;
-    void            **items;           /* tap_pb_span_t * or tap_pb_log_t * */
-    size_t            n;
-    size_t            cap;             /* max_batch (+1 for the second span of a pair) */
-    unsigned          max;
-    int64_t           delay_ms;
-    struct event     *timer;
-    unsigned          timer_on:1;
+    tap_tel_t            *tel;
+    tap_signal_e          signal;
+    tap_arena_t           arena;
+    uint8_t              *bytes;
+    size_t                used;
+    size_t                size;
+    ProtobufCBinaryData  *items;       /* lengths; data is pointed into bytes at flush */
+    size_t                n;           /* up to max (+1 for the second span of a pair) */
+    unsigned              max;
+    int64_t               delay_ms;
+    struct event         *timer;
+    unsigned              timer_on:1;
 } tap_tel_batch_t;
 
 struct tap_tel_s {
@@ -400,15 +411,19 @@ tap_tel_batch_flush(tap_tel_batch_t *b)
     tap_pb_resource_t  *res;
     tap_pb_scope_t     *scope;
     tap_body_t         *body = NULL;
-    size_t              i, n = b->n;
+    size_t              i, off, n = b->n;
 
     if (b->timer_on) {
         evtimer_del(b->timer);
         b->timer_on = 0;
     }
     if (n == 0) {
-        tap_arena_reset(&b->arena);
         return;
+    }
+
+    for (i = 0, off = 0; i < n; i++) {
+        b->items[i].data = b->bytes + off;
+        off += b->items[i].len;
     }
 
     res = tap_pb_resource(&b->arena, tel->ts->service_name, tel->ts->resource,
@@ -417,12 +432,12 @@ tap_tel_batch_flush(tap_tel_batch_t *b)
 
     if (res != NULL && scope != NULL && !b->arena.failed) {
         if (b->signal == TAP_SIGNAL_TRACES) {
-            tap_pb_treq_t     req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-            tap_pb_rspans_t   rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT, *rsp = &rs;
-            tap_pb_sspans_t   ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT, *ssp = &ss;
+            tap_pb_treqp_t    req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST_PACKED__INIT;
+            tap_pb_rspansp_t  rs = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__RESOURCE_SPANS_PACKED__INIT, *rsp = &rs;
+            tap_pb_sspansp_t  ss = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__SCOPE_SPANS_PACKED__INIT, *ssp = &ss;
 
             ss.scope = scope;
-            ss.spans = (tap_pb_span_t **) b->items;
+            ss.spans = b->items;
             ss.n_spans = n;
             rs.resource = res;
             rs.scope_spans = &ssp;
@@ -432,12 +447,12 @@ tap_tel_batch_flush(tap_tel_batch_t *b)
             body = tap_body_pack(&req.base, (unsigned) n, tel->ts->gzip);
 
         } else {
-            tap_pb_lreq_t     req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
-            tap_pb_rlogs_t    rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT, *rlp = &rl;
-            tap_pb_slogs_t    sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT, *slp = &sl;
+            tap_pb_lreqp_t    req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST_PACKED__INIT;
+            tap_pb_rlogsp_t   rl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__RESOURCE_LOGS_PACKED__INIT, *rlp = &rl;
+            tap_pb_slogsp_t   sl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__SCOPE_LOGS_PACKED__INIT, *slp = &sl;
 
             sl.scope = scope;
-            sl.log_records = (tap_pb_log_t **) b->items;
+            sl.log_records = b->items;
             sl.n_log_records = n;
             rl.resource = res;
             rl.scope_logs = &slp;
@@ -458,8 +473,7 @@ tap_tel_batch_flush(tap_tel_batch_t *b)
     }
 
     b->n = 0;
-    b->items = NULL;
-    b->cap = 0;
+    b->used = 0;
     tap_arena_reset(&b->arena);
 }
 
@@ -474,27 +488,37 @@ tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 
-/* Room for n more items in b's array (allocated in its arena). */
-static int
-tap_tel_batch_room(tap_tel_batch_t *b, size_t n)
+/*
+ * Packs one message built in b's arena after the items already there.  A
+ * message whose arena ran out of memory, or that finds no room, is counted
+ * as lost.
+ */
+static void
+tap_tel_batch_pack(tap_tel_batch_t *b, const ProtobufCMessage *m)
 {
-    void    **items;
-    size_t    cap;
+    size_t    len, size;
+    uint8_t  *p;
 
-    if (b->n + n <= b->cap) {
-        return TAP_OK;
+    if (b->arena.failed) {
+        b->tel->unpacked[b->signal]++;
+        return;
     }
-    cap = b->max + 2;
-    items = tap_arena_alloc(&b->arena, cap * sizeof(void *));
-    if (items == NULL) {
-        return TAP_ERROR;
+    len = protobuf_c_message_get_packed_size(m);
+    if (b->used + len > b->size) {
+        size = TAP_MAX(b->size * 2, b->used + len);
+        size = TAP_MAX(size, TAP_TEL_BATCH_BYTES);
+        p = realloc(b->bytes, size);
+        if (p == NULL) {
+            b->tel->unpacked[b->signal]++;
+            return;
+        }
+        b->bytes = p;
+        b->size = size;
     }
-    if (b->n > 0) {
-        memcpy(items, b->items, b->n * sizeof(void *));
-    }
-    b->items = items;
-    b->cap = cap;
-    return TAP_OK;
+    b->items[b->n].len = protobuf_c_message_pack(m, b->bytes + b->used);
+    b->items[b->n].data = NULL;
+    b->used += b->items[b->n].len;
+    b->n++;
 }
 
 
@@ -503,7 +527,8 @@ tap_tel_batch_added(tap_tel_batch_t *b)
 {
     struct timeval  tv;
 
-    if (b->n >= b->max || b->arena.failed) {
+    tap_arena_reset(&b->arena);
+    if (b->n >= b->max) {
         tap_tel_batch_flush(b);
         return;
     }
@@ -544,20 +569,18 @@ tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
     keep = tap_tel_keep(tel, &r->ex);
     tel->keep[keep]++;
 
-    if (keep != TAP_KEEP_DROP && tel->nexp[TAP_SIGNAL_TRACES] > 0
-        && tap_tel_batch_room(&tel->traces, 2) == TAP_OK)
-    {
+    if (keep != TAP_KEEP_DROP && tel->nexp[TAP_SIGNAL_TRACES] > 0) {
         n = tap_tel_spans(&tel->traces.arena, r, an.flags ? &an : NULL, prompt, spans);
         for (i = 0; i < n; i++) {
-            tel->traces.items[tel->traces.n++] = spans[i];
+            tap_tel_batch_pack(&tel->traces, &spans[i]->base);
         }
         tap_tel_batch_added(&tel->traces);
     }
 
-    if (tel->nexp[TAP_SIGNAL_LOGS] > 0 && tap_tel_batch_room(&tel->logs, 1) == TAP_OK) {
+    if (tel->nexp[TAP_SIGNAL_LOGS] > 0) {
         log = tap_tel_log(&tel->logs.arena, r, an.flags ? &an : NULL);
         if (log != NULL) {
-            tel->logs.items[tel->logs.n++] = log;
+            tap_tel_batch_pack(&tel->logs, &log->base);
         }
         tap_tel_batch_added(&tel->logs);
     }
@@ -744,8 +767,9 @@ tap_tel_batch_init(tap_tel_t *tel, tap_tel_batch_t *b, tap_signal_e sig, unsigne
     b->max = max;
     b->delay_ms = delay_ms;
     tap_arena_init(&b->arena);
+    b->items = calloc((size_t) max + 2, sizeof(ProtobufCBinaryData));
     b->timer = evtimer_new(tel->base, tap_tel_on_batch_timer, b);
-    return b->timer != NULL ? TAP_OK : TAP_ERROR;
+    return b->items != NULL && b->timer != NULL ? TAP_OK : TAP_ERROR;
 }
 
 
@@ -1005,6 +1029,10 @@ tap_tel_shutdown(tap_tel_t *tel, int64_t timeout_ms)
     }
     tap_arena_free(&tel->traces.arena);
     tap_arena_free(&tel->logs.arena);
+    free(tel->traces.items);
+    free(tel->traces.bytes);
+    free(tel->logs.items);
+    free(tel->logs.bytes);
     tap_arena_free(&tel->marena);
     if (tel->drain_ev != NULL) {
         event_free(tel->drain_ev);
