@@ -22,7 +22,7 @@ endif
 
 tests_fuzz_fuzz_sim_request_SOURCES = tests/fuzz/fuzz_sim_request.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_sim_request_LDFLAGS = $(FUZZ_LINK)
-tests_fuzz_fuzz_sim_request_LDADD = libsim.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+tests_fuzz_fuzz_sim_request_LDADD = $(SIM_LIBS)
 
 tests_fuzz_fuzz_request_SOURCES = tests/fuzz/fuzz_request.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_request_LDFLAGS = $(FUZZ_LINK)

@@ -1,5 +1,9 @@
 # tools/sim: infertap-sim, the model-server simulator.  Everything but main.c
 # goes into libsim.a so that the fuzz target drives the same connection code.
+# The simulator reads requests with jansson, which refuses every body RFC 8259
+# refuses, as model servers do; the proxy itself parses with cJSON.
+SIM_LIBS = libsim.a $(LLHTTP_LIB) $(TAP_DEP_LIBS) $(JANSSON_LIBS)
+AM_CPPFLAGS += $(JANSSON_CFLAGS)
 
 noinst_LIBRARIES += libsim.a
 libsim_a_SOURCES = \
@@ -16,4 +20,4 @@ libsim_a_SOURCES = \
 
 bin_PROGRAMS += infertap-sim
 infertap_sim_SOURCES = tools/sim/main.c
-infertap_sim_LDADD = libsim.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+infertap_sim_LDADD = $(SIM_LIBS)
