@@ -563,6 +563,7 @@ test_number_integer(void **state)
     assert_int_equal(tap_gen_number(NULL, &d), -1);
     v = cJSON_CreateTrue();
     assert_int_equal(tap_gen_number(v, &d), -1);
+    cJSON_Delete(v);
 }
 
 
