@@ -32,6 +32,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -798,6 +799,77 @@ tap_json_at(const cJSON *a, size_t i)
         i--;
     }
     return v;
+}
+
+
+/*
+ * The arena: bump allocation from a thread's own block, a count of live
+ * values, and the whole block back when the count reaches zero.  Under
+ * AddressSanitizer every value comes from malloc, so that the sanitizer keeps
+ * watching each one.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define TAP_JSON_ARENA  0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAP_JSON_ARENA  0
+#endif
+#endif
+#ifndef TAP_JSON_ARENA
+#define TAP_JSON_ARENA  32768
+#endif
+
+#if TAP_JSON_ARENA > 0
+
+typedef struct {
+    size_t  used;
+    size_t  live;
+    _Alignas(max_align_t) unsigned char  mem[TAP_JSON_ARENA];
+} tap_json_arena_t;
+
+static __thread tap_json_arena_t  tap_json_arena;
+
+
+static void *
+tap_json_alloc(size_t size)
+{
+    tap_json_arena_t  *a = &tap_json_arena;
+    size_t             n = (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+
+    if (n >= size && n <= sizeof(a->mem) - a->used) {
+        a->live++;
+        a->used += n;
+        return a->mem + a->used - n;
+    }
+    return malloc(size);
+}
+
+
+static void
+tap_json_free(void *p)
+{
+    tap_json_arena_t  *a = &tap_json_arena;
+
+    if ((unsigned char *) p >= a->mem && (unsigned char *) p < a->mem + sizeof(a->mem)) {
+        if (--a->live == 0) {
+            a->used = 0;
+        }
+        return;
+    }
+    free(p);
+}
+
+#endif
+
+
+void
+tap_json_init(void)
+{
+#if TAP_JSON_ARENA > 0
+    cJSON_Hooks  hooks = { tap_json_alloc, tap_json_free };
+
+    cJSON_InitHooks(&hooks);
+#endif
 }
 
 

@@ -178,7 +178,22 @@ const char *tap_gen_finish_reasons(const tap_gen_t *g, char *buf, size_t size);
  * at their first U+0000, because cJSON keeps them NUL-terminated without a
  * length.
  */
-#define tap_json_get(obj, key)  cJSON_GetObjectItemCaseSensitive(obj, key)
+static inline cJSON *
+tap_json_get(const cJSON *obj, const char *key)
+{
+    cJSON  *v;
+
+    /* cJSON_GetObjectItemCaseSensitive, with the first byte compared inline */
+    if (obj == NULL || key == NULL) {
+        return NULL;
+    }
+    for (v = obj->child; v != NULL && v->string != NULL; v = v->next) {
+        if (v->string[0] == key[0] && strcmp(v->string, key) == 0) {
+            return v;
+        }
+    }
+    return NULL;
+}
 
 /* for each element v of the array a (none when a is not an array), i counting from 0 */
 #define tap_json_foreach(a, i, v)                                                           \
@@ -186,6 +201,15 @@ const char *tap_gen_finish_reasons(const tap_gen_t *g, char *buf, size_t size);
 
 /* Parses one JSON value filling buf[0, len) (blanks around it allowed); NULL when it is not one. */
 cJSON *tap_json_parse(const char *buf, size_t len);
+
+/*
+ * Makes cJSON allocate from a small per-thread arena, which is recycled
+ * whenever every value taken from it has been freed: a body's tree is parsed,
+ * read and deleted within one call, so it never touches malloc.  Values that
+ * do not fit come from malloc as before.  Call it once, before any thread
+ * parses.  A tree must be deleted by the thread that made it.
+ */
+void tap_json_init(void);
 
 /* Members of an object or elements of an array; 0 for anything else. */
 size_t tap_json_size(const cJSON *v);

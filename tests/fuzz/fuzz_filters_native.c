@@ -168,6 +168,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char                     *err = NULL;
     size_t                    split, piece;
 
+    tap_json_init();
+
     if (size < 3) {
         return 0;
     }

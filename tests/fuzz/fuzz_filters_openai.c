@@ -143,6 +143,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned        sel;
     size_t          split, piece;
 
+    tap_json_init();
+
     if (!tap_fuzz_ready) {
         TAP_FUZZ_CHECK(tap_fconf_build(&tap_fuzz_fc, &filters, 1, NULL, 0, NULL, 0, 1 << 16, 1,
             &err) == TAP_OK);

@@ -845,6 +845,7 @@ main(void)
     tests[i++] = (struct CMUnitTest) cmocka_unit_test(tap_t_params);
     tests[i++] = (struct CMUnitTest) cmocka_unit_test(tap_t_unexpected);
 
+    tap_json_init();
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     tap_fconf_cleanup(&fc);
     return rc;

@@ -796,6 +796,54 @@ test_token_clock(void **state)
 }
 
 
+/*
+ * Trees from the per-thread arena and from malloc, alive at the same time and
+ * freed in any order: a large body overflows the arena in the middle of its
+ * parse, and a small one parsed while it lives still reads right.
+ */
+static void
+test_json_arena(void **state)
+{
+    cJSON   *small, *big, *again, *v;
+    char    *text;
+    size_t   i, n = 4000, len = 0;
+
+    (void) state;
+
+    text = malloc(n * 32 + 16);
+    assert_non_null(text);
+    text[len++] = '[';
+    for (i = 0; i < n; i++) {
+        len += (size_t) sprintf(text + len, "%s{\"k%zu\":\"v%zu\"}", i ? "," : "", i, i);
+    }
+    text[len++] = ']';
+
+    small = tap_json_parse("{\"a\":1}", 7);
+    assert_non_null(small);
+    big = tap_json_parse(text, len);
+    assert_non_null(big);
+    assert_int_equal(tap_json_size(big), n);
+    v = tap_json_get(tap_json_at(big, n - 1), "k3999");
+    assert_string_equal(v->valuestring, "v3999");
+
+    cJSON_Delete(small);
+    again = tap_json_parse("{\"b\":[true,\"x\"]}", 16);
+    assert_non_null(again);
+    assert_string_equal(tap_json_at(tap_json_get(again, "b"), 1)->valuestring, "x");
+    v = tap_json_get(tap_json_at(big, 0), "k0");
+    assert_string_equal(v->valuestring, "v0");
+
+    cJSON_Delete(big);
+    cJSON_Delete(again);
+    for (i = 0; i < 1000; i++) {
+        again = tap_json_parse("[1,2,3]", 7);
+        assert_int_equal(tap_json_size(again), 3);
+        cJSON_Delete(again);
+    }
+    free(text);
+}
+
+
 static void
 test_strings(void **state)
 {
@@ -978,8 +1026,10 @@ main(void)
         cmocka_unit_test(test_tokens_estimate),
         cmocka_unit_test(test_token_clock),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_json_arena),
         cmocka_unit_test(test_json_pointer),
     };
 
+    tap_json_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

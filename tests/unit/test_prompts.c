@@ -1185,5 +1185,6 @@ main(void)
         cmocka_unit_test(test_flat_memory),
     };
 
+    tap_json_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
