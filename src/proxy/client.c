@@ -69,65 +69,25 @@ static const tap_respp_cbs_t  tap_txn_rs_cbs = {
 };
 
 
-/*
- * Heads are built without printf: the formatting machinery cost more than
- * the copies on every exchange.
- */
-static void
-tap_evbuffer_header(struct evbuffer *b, const char *name, size_t nlen, const char *v, size_t vlen)
-{
-    evbuffer_add(b, name, nlen);
-    evbuffer_add(b, ": ", 2);
-    evbuffer_add(b, v, vlen);
-    evbuffer_add(b, "\r\n", 2);
-}
-
-
-static void
-tap_evbuffer_str(struct evbuffer *b, const char *s)
-{
-    evbuffer_add(b, s, strlen(s));
-}
-
-
-static void
-tap_evbuffer_u64(struct evbuffer *b, uint64_t v)
-{
-    char  buf[20], *p = buf + sizeof(buf);
-
-    do {
-        *--p = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    evbuffer_add(b, p, (size_t) (buf + sizeof(buf) - p));
-}
-
-
-/* "name: value\r\n" with a NUL-terminated value */
-static void
-tap_evbuffer_header_str(struct evbuffer *b, const char *name, const char *v)
-{
-    tap_evbuffer_header(b, name, strlen(name), v, strlen(v));
-}
-
-
 void
 tap_txn_build_head(tap_txn_t *t)
 {
     tap_dconn_t            *dc = t->dc;
     const tap_psettings_t  *ps = dc->w->ps;
     tap_hlist_t            *hl = &dc->rp.hl;
-    struct evbuffer        *b = t->uhead;
+    tap_hbuf_t              hb;
     const char             *name, *v;
     size_t                  nlen, vlen;
     unsigned                i, nxff = 0;
     int                     host = -1, ts = -1;
     char                    tp[TAP_TRACEPARENT_LEN + 1];
 
-    tap_evbuffer_str(b, llhttp_method_name((llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
-    evbuffer_add(b, " ", 1);
-    evbuffer_add(b, hl->buf + hl->uoff, hl->ulen);
-    evbuffer_add(b, " HTTP/1.1\r\n", 11);
+    hb.out = t->uhead;
+    hb.len = 0;
+    tap_hbuf_str(&hb, llhttp_method_name((llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
+    tap_hbuf_lit(&hb, " ");
+    tap_hbuf_add(&hb, hl->buf + hl->uoff, hl->ulen);
+    tap_hbuf_lit(&hb, " HTTP/1.1\r\n");
 
     for (i = 0; i < hl->n; i++) {
         name = tap_hlist_name(hl, i);
@@ -148,64 +108,67 @@ tap_txn_build_head(tap_txn_t *t)
                 continue;              /* the absolute-form target's authority wins */
             }
         }
-        tap_evbuffer_header(b, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+        tap_hbuf_header(&hb, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
     }
 
     if (dc->rp.alen > 0) {
-        tap_evbuffer_header(b, "Host", 4, hl->buf + dc->rp.aoff, dc->rp.alen);
+        tap_hbuf_header(&hb, "Host", 4, hl->buf + dc->rp.aoff, dc->rp.alen);
     } else if (host < 0) {
-        tap_evbuffer_header_str(b, "Host", ps->servers[t->server >= 0 ? t->server : 0].text);
+        name = ps->servers[t->server >= 0 ? t->server : 0].text;
+        tap_hbuf_header(&hb, "Host", 4, name, strlen(name));
     }
 
-    evbuffer_add(b, "X-Forwarded-For: ", 17);
+    tap_hbuf_lit(&hb, "X-Forwarded-For: ");
     for (i = 0; i < hl->n; i++) {
         if (tap_name_eq(tap_hlist_name(hl, i), hl->h[i].nlen, "x-forwarded-for")) {
             v = tap_hlist_value(hl, i);
             vlen = hl->h[i].vlen;
             tap_trim(&v, &vlen);
             if (vlen > 0) {
-                evbuffer_add(b, v, vlen);
-                evbuffer_add(b, ", ", 2);
+                tap_hbuf_add(&hb, v, vlen);
+                tap_hbuf_lit(&hb, ", ");
                 nxff++;
             }
         }
     }
-    tap_evbuffer_str(b, dc->ip);
-    evbuffer_add(b, "\r\n", 2);
+    tap_hbuf_str(&hb, dc->ip);
+    tap_hbuf_lit(&hb, "\r\n");
     if (tap_hlist_find(hl, "x-forwarded-proto", 0) < 0) {
         if (t->dc->w->px->tls_server != NULL) {
-            evbuffer_add(b, "X-Forwarded-Proto: https\r\n", 26);
+            tap_hbuf_lit(&hb, "X-Forwarded-Proto: https\r\n");
         } else {
-            evbuffer_add(b, "X-Forwarded-Proto: http\r\n", 25);
+            tap_hbuf_lit(&hb, "X-Forwarded-Proto: http\r\n");
         }
     }
     if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0) {
         if (dc->rp.alen > 0) {
-            tap_evbuffer_header(b, "X-Forwarded-Host", 16, hl->buf + dc->rp.aoff, dc->rp.alen);
+            tap_hbuf_header(&hb, "X-Forwarded-Host", 16, hl->buf + dc->rp.aoff, dc->rp.alen);
         } else if (host >= 0) {
-            tap_evbuffer_header(b, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
+            tap_hbuf_header(&hb, "X-Forwarded-Host", 16, tap_hlist_value(hl, (unsigned) host),
                 hl->h[host].vlen);
         }
     }
 
-    tap_evbuffer_header_str(b, ps->request_id_header, t->ex.request_id);
+    tap_hbuf_header(&hb, ps->request_id_header, strlen(ps->request_id_header), t->ex.request_id,
+        strlen(t->ex.request_id));
     tap_traceparent_format(tp, t->ex.trace_id, t->ex.client_span_id, t->ex.trace_flags);
-    tap_evbuffer_header(b, "traceparent", 11, tp, TAP_TRACEPARENT_LEN);
+    tap_hbuf_header(&hb, "traceparent", 11, tp, TAP_TRACEPARENT_LEN);
     if (ts >= 0 && t->ex.has_parent
         && tap_tracestate_check(tap_hlist_value(hl, (unsigned) ts), hl->h[ts].vlen) == TAP_OK)
     {
-        tap_evbuffer_header(b, "tracestate", 10, tap_hlist_value(hl, (unsigned) ts),
+        tap_hbuf_header(&hb, "tracestate", 10, tap_hlist_value(hl, (unsigned) ts),
             hl->h[ts].vlen);
     }
 
     if (dc->rp.chunked) {
-        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+        tap_hbuf_lit(&hb, "Transfer-Encoding: chunked\r\n");
     } else if (dc->rp.has_cl) {
-        evbuffer_add(b, "Content-Length: ", 16);
-        tap_evbuffer_u64(b, t->rewritten ? t->body_len : dc->rp.content_length);
-        evbuffer_add(b, "\r\n", 2);
+        tap_hbuf_lit(&hb, "Content-Length: ");
+        tap_hbuf_u64(&hb, t->rewritten ? t->body_len : dc->rp.content_length);
+        tap_hbuf_lit(&hb, "\r\n");
     }
-    evbuffer_add(b, "\r\n", 2);
+    tap_hbuf_lit(&hb, "\r\n");
+    tap_hbuf_flush(&hb);
     TAP_UNUSED(nxff);
 }
 
@@ -246,6 +209,33 @@ tap_chunk_size(struct evbuffer *out, size_t n)
         n >>= 4;
     } while (n != 0);
     evbuffer_add(out, p, (size_t) (buf + sizeof(buf) - p));
+}
+
+
+/*
+ * A small chunk, size line, data and CRLF, goes into the buffer as one piece:
+ * a streamed event is usually a few hundred bytes, and three evbuffer_add
+ * calls cost more than copying it once.
+ */
+#define TAP_CHUNK_GATHER  2048
+
+static void
+tap_chunk_gather(struct evbuffer *out, const char *p, size_t n)
+{
+    static const char  hex[] = "0123456789abcdef";
+    char               buf[16 + TAP_CHUNK_GATHER + 2], *b = buf + 16, *s = b;
+    size_t             k = n;
+
+    *--s = '\n';
+    *--s = '\r';
+    do {
+        *--s = hex[k & 0xf];
+        k >>= 4;
+    } while (k != 0);
+    memcpy(b, p, n);
+    b[n] = '\r';
+    b[n + 1] = '\n';
+    evbuffer_add(out, s, (size_t) (b + n + 2 - s));
 }
 
 
@@ -309,7 +299,7 @@ tap_txn_upstream_start(tap_txn_t *t)
     if (s < 64) {
         t->tried |= 1ULL << s;
     }
-    snprintf(t->ex.upstream, sizeof(t->ex.upstream), "%s", ps->servers[s].text);
+    tap_cpystr(t->ex.upstream, ps->servers[s].text, sizeof(t->ex.upstream) - 1);
     t->ex.upstream_start = tap_now_ns();
 
     uc = t->fresh_only ? NULL : tap_upool_get(w, (unsigned) s);
@@ -566,7 +556,7 @@ tap_txn_rs_head(void *ctx)
     const tap_psettings_t  *ps = dc->w->ps;
     tap_respp_t            *rs = &dc->rsp;
     tap_hlist_t            *hl = &rs->hl;
-    struct evbuffer        *out = bufferevent_get_output(dc->bev);
+    tap_hbuf_t              hb;
     struct timeval          tv;
     const char             *name, *v;
     size_t                  nlen, vlen, k;
@@ -581,11 +571,13 @@ tap_txn_rs_head(void *ctx)
         tap_rd_set_timeout(&t->uc->rd, &tv);
     }
 
-    evbuffer_add(out, "HTTP/1.1 ", 9);
-    tap_evbuffer_u64(out, (uint64_t) rs->status);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, hl->buf + hl->uoff, hl->ulen);
-    evbuffer_add(out, "\r\n", 2);
+    hb.out = bufferevent_get_output(dc->bev);
+    hb.len = 0;
+    tap_hbuf_lit(&hb, "HTTP/1.1 ");
+    tap_hbuf_u64(&hb, (uint64_t) rs->status);
+    tap_hbuf_lit(&hb, " ");
+    tap_hbuf_add(&hb, hl->buf + hl->uoff, hl->ulen);
+    tap_hbuf_lit(&hb, "\r\n");
 
     for (i = 0; i < hl->n; i++) {
         name = tap_hlist_name(hl, i);
@@ -593,20 +585,21 @@ tap_txn_rs_head(void *ctx)
         if (tap_hlist_is_hop(hl, i) || tap_name_eq(name, nlen, ps->request_id_header)) {
             continue;
         }
-        tap_evbuffer_header(out, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+        tap_hbuf_header(&hb, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
     }
-    tap_evbuffer_header_str(out, ps->request_id_header, t->ex.request_id);
+    tap_hbuf_header(&hb, ps->request_id_header, strlen(ps->request_id_header), t->ex.request_id,
+        strlen(t->ex.request_id));
 
     http10 = llhttp_get_http_minor(&dc->rp.parser) == 0;
     bodyless = t->head_req || rs->status == 204 || rs->status == 304;
     if (!bodyless) {
         if (tap_respp_has_cl(rs)) {
-            evbuffer_add(out, "Content-Length: ", 16);
-            tap_evbuffer_u64(out, rs->parser.content_length);
-            evbuffer_add(out, "\r\n", 2);
+            tap_hbuf_lit(&hb, "Content-Length: ");
+            tap_hbuf_u64(&hb, rs->parser.content_length);
+            tap_hbuf_lit(&hb, "\r\n");
         } else if (!http10) {
             t->resp_chunked = 1;
-            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+            tap_hbuf_lit(&hb, "Transfer-Encoding: chunked\r\n");
         } else {
             t->resp_close = 1;
         }
@@ -620,18 +613,19 @@ tap_txn_rs_head(void *ctx)
             /* digits only */
         }
         if (vlen > 0 && vlen < 20 && k == vlen) {
-            tap_evbuffer_header(out, "Content-Length", 14, v, vlen);
+            tap_hbuf_header(&hb, "Content-Length", 14, v, vlen);
         }
     }
 
     keep = !t->resp_close && t->req_done && tap_reqp_keepalive(&dc->rp) && !dc->w->draining;
     if (!keep) {
         t->resp_close = 1;
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        tap_hbuf_lit(&hb, "Connection: close\r\n");
     } else if (http10) {
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+        tap_hbuf_lit(&hb, "Connection: keep-alive\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    tap_hbuf_lit(&hb, "\r\n");
+    tap_hbuf_flush(&hb);
     t->resp_started = 1;
 
     if (t->fx != NULL && !bodyless) {
@@ -657,6 +651,10 @@ tap_txn_client_write(void *ctx, const char *p, size_t len)
     t->ex.bytes_out += len;
     if (!t->resp_chunked) {
         evbuffer_add(out, p, len);
+        return;
+    }
+    if (len <= TAP_CHUNK_GATHER) {
+        tap_chunk_gather(out, p, len);
         return;
     }
     tap_chunk_size(out, len);

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/buffer.h>
+
 #include "tap_core.h"
 #include "proxy/headers.h"
 
@@ -50,6 +52,7 @@ tap_hlist_reset(tap_hlist_t *hl)
     hl->len = 0;
     hl->n = 0;
     hl->uoff = hl->ulen = 0;
+    hl->nconn = 0;
     hl->in_value = 0;
 }
 
@@ -110,6 +113,9 @@ tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len)
         }
         hl->h[hl->n - 1].voff = (uint32_t) hl->len;
         hl->in_value = 1;
+        if (tap_name_eq(tap_hlist_name(hl, hl->n - 1), hl->h[hl->n - 1].nlen, "connection")) {
+            hl->nconn++;
+        }
     }
 
     if (part == TAP_HPART_URL && hl->ulen == 0) {
@@ -138,41 +144,6 @@ tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len)
         break;
     }
     return TAP_OK;
-}
-
-
-int
-tap_name_eq(const char *a, size_t alen, const char *b)
-{
-    return strlen(b) == alen && strncasecmp(a, b, alen) == 0;
-}
-
-
-int
-tap_hlist_find(const tap_hlist_t *hl, const char *name, unsigned from)
-{
-    unsigned  i;
-    size_t    len = strlen(name);
-
-    for (i = from; i < hl->n; i++) {
-        if (hl->h[i].nlen == len && strncasecmp(hl->buf + hl->h[i].noff, name, len) == 0) {
-            return (int) i;
-        }
-    }
-    return -1;
-}
-
-
-unsigned
-tap_hlist_count(const tap_hlist_t *hl, const char *name)
-{
-    unsigned  n = 0;
-    int       i = -1;
-
-    while ((i = tap_hlist_find(hl, name, (unsigned) (i + 1))) >= 0) {
-        n++;
-    }
-    return n;
 }
 
 
@@ -218,25 +189,70 @@ tap_hlist_is_hop(const tap_hlist_t *hl, unsigned i)
     /* RFC 9110 7.6.1 plus the proxy credentials and challenges, which
      * belong to the hop between a client and the proxy it chose (as in Go's
      * httputil.ReverseProxy): a reverse proxy must not hand them on */
-    static const char *const  hop[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "content-length", "http2-settings",
-        "proxy-authorization", "proxy-authenticate",
+    static const struct {
+        const char  *name;
+        size_t       len;
+    } hop[] = {
+#define TAP_HOP(s)  { s, sizeof(s) - 1 }
+        TAP_HOP("connection"), TAP_HOP("keep-alive"), TAP_HOP("proxy-connection"),
+        TAP_HOP("te"), TAP_HOP("trailer"), TAP_HOP("transfer-encoding"), TAP_HOP("upgrade"),
+        TAP_HOP("content-length"), TAP_HOP("http2-settings"), TAP_HOP("proxy-authorization"),
+        TAP_HOP("proxy-authenticate"),
+#undef TAP_HOP
     };
     const char  *name = tap_hlist_name(hl, i);
     size_t       nlen = hl->h[i].nlen, k;
     int          c = -1;
 
     for (k = 0; k < TAP_NELEMS(hop); k++) {
-        if (tap_name_eq(name, nlen, hop[k])) {
+        if (hop[k].len == nlen && strncasecmp(name, hop[k].name, nlen) == 0) {
             return 1;
         }
     }
 
+    if (hl->nconn == 0) {
+        return 0;              /* no Connection header lists a name */
+    }
     while ((c = tap_hlist_find(hl, "connection", (unsigned) (c + 1))) >= 0) {
         if (tap_token_list_has(tap_hlist_value(hl, (unsigned) c), hl->h[c].vlen, name, nlen)) {
             return 1;
         }
     }
     return 0;
+}
+
+
+void
+tap_hbuf_spill(tap_hbuf_t *hb, const char *p, size_t n)
+{
+    tap_hbuf_flush(hb);
+    if (n > sizeof(hb->buf)) {
+        evbuffer_add(hb->out, p, n);
+        return;
+    }
+    memcpy(hb->buf, p, n);
+    hb->len = n;
+}
+
+
+void
+tap_hbuf_flush(tap_hbuf_t *hb)
+{
+    if (hb->len > 0) {
+        evbuffer_add(hb->out, hb->buf, hb->len);
+        hb->len = 0;
+    }
+}
+
+
+void
+tap_hbuf_u64(tap_hbuf_t *hb, uint64_t v)
+{
+    char  buf[20], *p = buf + sizeof(buf);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    tap_hbuf_add(hb, p, (size_t) (buf + sizeof(buf) - p));
 }

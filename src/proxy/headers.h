@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+struct evbuffer;
 
 typedef struct tap_hdr_s {
     uint32_t  noff;
@@ -28,6 +32,7 @@ typedef struct tap_hlist_s {
     unsigned    max_n;        /* max number of headers */
     uint32_t    uoff;         /* request target / reason phrase */
     uint32_t    ulen;
+    unsigned    nconn;        /* Connection headers with a value */
     unsigned    in_value:1;   /* the last piece appended was a value */
 } tap_hlist_t;
 
@@ -61,9 +66,32 @@ tap_hlist_value(const tap_hlist_t *hl, unsigned i)
 }
 
 /* Index of the first header named name (case-insensitive) at or after
- * from, or -1. */
-int tap_hlist_find(const tap_hlist_t *hl, const char *name, unsigned from);
-unsigned tap_hlist_count(const tap_hlist_t *hl, const char *name);
+ * from, or -1.  Inline, so that the length of a literal name is known. */
+static inline int
+tap_hlist_find(const tap_hlist_t *hl, const char *name, unsigned from)
+{
+    size_t    len = strlen(name);
+    unsigned  i;
+
+    for (i = from; i < hl->n; i++) {
+        if (hl->h[i].nlen == len && strncasecmp(hl->buf + hl->h[i].noff, name, len) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+static inline unsigned
+tap_hlist_count(const tap_hlist_t *hl, const char *name)
+{
+    unsigned  n = 0;
+    int       i = -1;
+
+    while ((i = tap_hlist_find(hl, name, (unsigned) (i + 1))) >= 0) {
+        n++;
+    }
+    return n;
+}
 
 /* Non-zero if header i must not be forwarded: a hop-by-hop name, or a
  * name listed in a Connection header. */
@@ -73,7 +101,59 @@ int tap_hlist_is_hop(const tap_hlist_t *hl, unsigned i);
  * OWS trimmed). */
 int tap_token_list_has(const char *v, size_t vlen, const char *token, size_t tlen);
 
-int tap_name_eq(const char *a, size_t alen, const char *b);
+/* Is the name [a, a + alen) equal to b, ignoring case?  Inline, so that a
+ * literal b costs a length compare for most names. */
+static inline int
+tap_name_eq(const char *a, size_t alen, const char *b)
+{
+    return strlen(b) == alen && strncasecmp(a, b, alen) == 0;
+}
+
+/*
+ * A head being written: the pieces gather in a buffer on the stack and reach
+ * the evbuffer at once, as one piece (an evbuffer_add per piece cost more
+ * than all the copies).  A piece that does not fit flushes what is gathered;
+ * one larger than the buffer goes straight through.  tap_hbuf_flush() ends.
+ */
+typedef struct {
+    struct evbuffer  *out;
+    size_t            len;
+    char              buf[4096];
+} tap_hbuf_t;
+
+void tap_hbuf_spill(tap_hbuf_t *hb, const char *p, size_t n);
+void tap_hbuf_flush(tap_hbuf_t *hb);
+/* unsigned decimal */
+void tap_hbuf_u64(tap_hbuf_t *hb, uint64_t v);
+
+static inline void
+tap_hbuf_add(tap_hbuf_t *hb, const char *p, size_t n)
+{
+    if (n > sizeof(hb->buf) - hb->len) {
+        tap_hbuf_spill(hb, p, n);
+        return;
+    }
+    memcpy(hb->buf + hb->len, p, n);
+    hb->len += n;
+}
+
+#define tap_hbuf_lit(hb, s)  tap_hbuf_add(hb, s, sizeof(s) - 1)
+
+static inline void
+tap_hbuf_str(tap_hbuf_t *hb, const char *s)
+{
+    tap_hbuf_add(hb, s, strlen(s));
+}
+
+/* "name: value\r\n" */
+static inline void
+tap_hbuf_header(tap_hbuf_t *hb, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    tap_hbuf_add(hb, name, nlen);
+    tap_hbuf_lit(hb, ": ");
+    tap_hbuf_add(hb, v, vlen);
+    tap_hbuf_lit(hb, "\r\n");
+}
 
 /* Trims spaces and tabs at both ends of [*p, *p + *len). */
 void tap_trim(const char **p, size_t *len);
