@@ -40,4 +40,21 @@ tap_str_eq(const tap_str_t *a, const char *b, size_t blen)
 }
 
 
+/*
+ * Copies the NUL-terminated string s, cut to at most max bytes, into d (which has room for
+ * max + 1) and terminates it; returns the length copied.  What snprintf
+ * "%.*s" does, without the formatting machinery on the request path.
+ */
+static inline size_t
+tap_cpystr(char *d, const char *s, size_t max)
+{
+    size_t  n = strlen(s);
+
+    n = n < max ? n : max;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return n;
+}
+
+
 #endif /* TAP_CORE_H */

@@ -499,8 +499,8 @@ tap_txn_fill_request(tap_txn_t *t)
     if (t->path != NULL || rp->hl.ulen == 0) {
         return;
     }
-    snprintf(t->ex.method, sizeof(t->ex.method), "%s",
-        llhttp_method_name((llhttp_method_t) llhttp_get_method(&rp->parser)));
+    tap_cpystr(t->ex.method, llhttp_method_name((llhttp_method_t) llhttp_get_method(&rp->parser)),
+        sizeof(t->ex.method) - 1);
     url = rp->hl.buf + rp->hl.uoff;
     q = memchr(url, '?', rp->hl.ulen);
     len = q != NULL ? (size_t) (q - url) : rp->hl.ulen;

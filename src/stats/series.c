@@ -73,10 +73,10 @@ tap_lseries_setup(tap_lseries_t *ls, uint64_t hash, const char *model, const cha
     unsigned  k;
 
     ls->hash = hash;
-    snprintf(ls->model, sizeof(ls->model), "%s", model);
-    snprintf(ls->upstream, sizeof(ls->upstream), "%s", upstream);
-    snprintf(ls->route, sizeof(ls->route), "%s", route);
-    snprintf(ls->status, sizeof(ls->status), "%s", status);
+    tap_cpystr(ls->model, model, sizeof(ls->model) - 1);
+    tap_cpystr(ls->upstream, upstream, sizeof(ls->upstream) - 1);
+    tap_cpystr(ls->route, route, sizeof(ls->route) - 1);
+    tap_cpystr(ls->status, status, sizeof(ls->status) - 1);
     for (k = 0; k < TAP_LAT_N; k++) {
         tap_whist_init(&ls->h[k]);
     }
@@ -92,12 +92,14 @@ tap_lstats_get(tap_lstats_t *s, const char *model, const char *upstream, const c
     char            key[4 * TAP_LSERIES_STR];
     uint64_t        hash;
     unsigned        i, n, slot;
-    int             len;
+    size_t          len;
 
     /* the fields NUL-separated: "a" + "bc" and "ab" + "c" differ */
-    len = snprintf(key, sizeof(key), "%.95s%c%.95s%c%.95s%c%.7s", model, 0, upstream, 0, route,
-        0, status);
-    hash = XXH3_64bits(key, (size_t) TAP_MIN(TAP_MAX(len, 0), (int) sizeof(key) - 1));
+    len = tap_cpystr(key, model, TAP_LSERIES_STR - 1) + 1;
+    len += tap_cpystr(key + len, upstream, TAP_LSERIES_STR - 1) + 1;
+    len += tap_cpystr(key + len, route, TAP_LSERIES_STR - 1) + 1;
+    len += tap_cpystr(key + len, status, 7);
+    hash = XXH3_64bits(key, len);
 
     for (i = (unsigned) hash & s->mask; s->index[i] != 0; i = (i + 1) & s->mask) {
         ls = &s->series[s->index[i] - 1];
@@ -138,17 +140,19 @@ tap_lstats_record(tap_lstats_t *s, const tap_exchange_t *ex, uint64_t now_ns)
     tap_lseries_t            *ls;
     char                      route[TAP_LSERIES_STR], model[TAP_LSERIES_STR];
     int64_t                   end, dur, up;
+    size_t                    len;
     unsigned                  cls;
 
     if (s->series == NULL) {
         return;
     }
     /* keys as stored (cut to TAP_LSERIES_STR - 1), so that lookups compare equal */
-    snprintf(model, sizeof(model), "%.*s", (int) sizeof(model) - 1,
-        g->model[0] ? g->model : g->response_model[0] ? g->response_model : "-");
+    tap_cpystr(model, g->model[0] ? g->model : g->response_model[0] ? g->response_model : "-",
+        sizeof(model) - 1);
     if (ex->analysed && ex->path != NULL) {
-        snprintf(route, sizeof(route), "%.*s", (int) TAP_MIN(ex->path_len, sizeof(route) - 1),
-            ex->path);
+        len = TAP_MIN(ex->path_len, sizeof(route) - 1);
+        memcpy(route, ex->path, len);
+        route[len] = '\0';
     } else {
         strcpy(route, "-");
     }

@@ -282,8 +282,13 @@ tap_tel_split_addr(const char *up, char *host, size_t hsize, char *port, size_t 
         up++;
         n -= 2;
     }
-    snprintf(host, hsize, "%.*s", (int) n, up);
-    snprintf(port, psize, "%s", colon + 1);
+    if (hsize == 0 || psize == 0) {
+        return;
+    }
+    n = TAP_MIN(n, hsize - 1);
+    memcpy(host, up, n);
+    host[n] = '\0';
+    tap_cpystr(port, colon + 1, psize - 1);
 }
 
 
