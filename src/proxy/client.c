@@ -177,20 +177,15 @@ static void
 tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 {
     const tap_psettings_t  *ps = t->dc->w->ps;
-    struct timeval          tv;
     int64_t                 ms = 0;
 
     t->uphase = phase;
-    evtimer_del(t->dc->utimer);
     if (phase == TAP_UPHASE_CONNECT) {
         ms = ps->connect_ms;
     } else if (phase == TAP_UPHASE_HEADER) {
         ms = ps->response_header_ms;
     }
-    if (ms > 0) {
-        tv = tap_ms_tv(ms);
-        evtimer_add(t->dc->utimer, &tv);
-    }
+    tap_lazy_set(&t->dc->utimer, ms);
 }
 
 
@@ -393,7 +388,7 @@ tap_txn_upstream_drop(tap_txn_t *t)
     tap_dconn_t  *dc = t->dc;
     int           reuse;
 
-    evtimer_del(dc->utimer);
+    tap_lazy_set(&dc->utimer, 0);
     t->uphase = TAP_UPHASE_NONE;
     if (uc == NULL) {
         return;
@@ -477,7 +472,7 @@ tap_txn_upstream_failed(tap_txn_t *t, tap_ufail_e kind)
         tap_uconn_close(t->uc);
         t->uc = NULL;
     }
-    evtimer_del(dc->utimer);
+    tap_lazy_set(&dc->utimer, 0);
     t->uphase = TAP_UPHASE_NONE;
 
     if (retry && !t->resp_started && (stale || t->ex.retries < w->ps->retries)) {
@@ -497,7 +492,7 @@ tap_uconn_on_utimer(evutil_socket_t fd, short what, void *arg)
     tap_dconn_t  *dc = arg;
     tap_txn_t    *t = dc->txn;
 
-    if (t == NULL) {
+    if (!tap_lazy_fired(&dc->utimer) || t == NULL) {
         return;
     }
     if (t->uphase == TAP_UPHASE_CONNECT) {

@@ -15,7 +15,9 @@
  *   then runs the bufferevent's read callback, as the bufferevent would.
  *   The bufferevent's own read event stays disabled.  EOF, errors and read
  *   timeouts reach the bufferevent's event callback with the flags it would
- *   have used.
+ *   have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
+ *   read, not a timeout on the read event, which libevent would take out of
+ *   its timer heap and put back in on every read.
  * - writing is done at once by tap_bev_send(); only what the socket does not
  *   take is left to the bufferevent's write event.
  *
@@ -36,6 +38,7 @@
 
 
 static void tap_rd_on_ready(evutil_socket_t fd, short what, void *arg);
+static void tap_rd_on_timeout(evutil_socket_t fd, short what, void *arg);
 
 
 void
@@ -69,12 +72,14 @@ tap_rd_update(tap_rd_t *rd)
                 tap_rd_on_ready, rd);
             rd->assigned = 1;
         }
-        event_add(&rd->ev, rd->has_tv ? &rd->tv : NULL);
+        event_add(&rd->ev, NULL);
         rd->added = 1;
+        tap_lazy_set(&rd->timer, rd->timeout_ms);
 
     } else if (!want && rd->added) {
         event_del(&rd->ev);
         rd->added = 0;
+        tap_lazy_set(&rd->timer, 0);
     }
 }
 
@@ -124,17 +129,17 @@ tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv)
         bufferevent_set_timeouts(rd->bev, tv, NULL);
         return;
     }
-    rd->has_tv = tv != NULL;
+    rd->timeout_ms = 0;
     if (tv != NULL) {
-        rd->tv = *tv;
-    }
-    if (rd->added) {
-        if (tv != NULL) {
-            event_add(&rd->ev, &rd->tv);
-        } else {
-            event_remove_timer(&rd->ev);   /* event_add(ev, NULL) would keep it */
+        if (rd->timer.ev == NULL) {
+            rd->timer.ev = evtimer_new(bufferevent_get_base(rd->bev), tap_rd_on_timeout, rd);
+            if (rd->timer.ev == NULL) {
+                return;                /* out of memory: no timeout */
+            }
         }
+        rd->timeout_ms = TAP_MAX((int64_t) tv->tv_sec * 1000 + tv->tv_usec / 1000, 1);
     }
+    tap_lazy_set(&rd->timer, rd->added ? rd->timeout_ms : 0);
 }
 
 
@@ -145,6 +150,22 @@ tap_rd_stop(tap_rd_t *rd)
     if (rd->assigned) {
         event_del(&rd->ev);
         rd->added = 0;
+    }
+    if (rd->timer.ev != NULL) {
+        event_free(rd->timer.ev);
+        rd->timer.ev = NULL;
+    }
+    rd->timer.due = rd->timer.armed = 0;
+}
+
+
+static void
+tap_rd_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    tap_rd_t  *rd = arg;
+
+    if (tap_lazy_fired(&rd->timer) && rd->added) {
+        tap_rd_on_ready(-1, EV_TIMEOUT, rd);
     }
 }
 
@@ -168,6 +189,9 @@ tap_rd_on_ready(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         flags = BEV_EVENT_READING | BEV_EVENT_TIMEOUT;
         goto stop;
+    }
+    if (rd->timeout_ms > 0) {
+        tap_lazy_set(&rd->timer, rd->timeout_ms);   /* idle time counts from now */
     }
     if (rd->high > 0) {
         if (len >= rd->high) {
@@ -253,4 +277,61 @@ tap_bev_sent(struct bufferevent *bev)
     {
         bufferevent_disable(bev, EV_WRITE);
     }
+}
+
+
+/* Lazy timers */
+
+/* a timer firing this close to its deadline has reached it */
+#define TAP_LAZY_SLACK_NS  2000000
+
+static void
+tap_lazy_arm(tap_lazy_t *lz, int64_t now)
+{
+    struct timeval  tv;
+    int64_t         ns = lz->due - now;
+
+    ns = ns > 0 ? ns : 0;
+    tv.tv_sec = (time_t) (ns / 1000000000);
+    tv.tv_usec = (suseconds_t) (ns % 1000000000 / 1000);
+    evtimer_add(lz->ev, &tv);
+    lz->armed = lz->due;
+}
+
+
+/* A deadline ms from now, or none when ms <= 0. */
+void
+tap_lazy_set(tap_lazy_t *lz, int64_t ms)
+{
+    int64_t  now;
+
+    if (ms <= 0) {
+        lz->due = 0;
+        return;
+    }
+    now = tap_now_ns();
+    lz->due = now + ms * 1000000;
+    if (lz->armed != 0 && lz->armed <= lz->due) {
+        return;                        /* it fires first, and re-arms then */
+    }
+    tap_lazy_arm(lz, now);
+}
+
+
+int
+tap_lazy_fired(tap_lazy_t *lz)
+{
+    int64_t  now;
+
+    lz->armed = 0;
+    if (lz->due == 0) {
+        return 0;
+    }
+    now = tap_now_ns();
+    if (now + TAP_LAZY_SLACK_NS < lz->due) {
+        tap_lazy_arm(lz, now);
+        return 0;
+    }
+    lz->due = 0;
+    return 1;
 }

@@ -88,17 +88,30 @@ typedef struct tap_health_s {
     int64_t   backoff_ms;              /* next ejection length */
 } __attribute__((aligned(64))) tap_health_t;
 
+/*
+ * A deadline moved on every request (io.c).  The libevent timer stays armed
+ * at the earliest deadline asked for: setting a later one, or none, costs no
+ * call into libevent, and a timer that fires before the deadline of the
+ * moment re-arms itself for the rest.  Its callback starts with
+ * tap_lazy_fired(), and does its work only when that returns 1.
+ */
+typedef struct tap_lazy_s {
+    struct event  *ev;
+    int64_t        due;                /* tap_now_ns() deadline; 0: none */
+    int64_t        armed;              /* when ev will fire; 0: not pending */
+} tap_lazy_t;
+
 /* A reader for one socket (io.c). */
 typedef struct tap_rd_s {
     struct event         ev;
     struct bufferevent  *bev;
     size_t               high;         /* stop reading at this much input; 0: no limit */
-    struct timeval       tv;           /* read timeout, when has_tv */
+    int64_t              timeout_ms;   /* idle time between reads; 0: none */
+    tap_lazy_t           timer;        /* runs the timeout while reading is on */
     unsigned             plain:1;      /* ours; on TLS the bufferevent reads */
     unsigned             on:1;         /* reading is wanted */
     unsigned             added:1;
     unsigned             assigned:1;
-    unsigned             has_tv:1;
 } tap_rd_t;
 
 typedef struct tap_upool_s {
@@ -170,8 +183,8 @@ struct tap_dconn_s {
     tap_reqp_t           rp;
     tap_respp_t          rsp;          /* response parser, reused per txn */
     tap_txn_t           *txn;
-    struct event        *timer;        /* downstream phases */
-    struct event        *utimer;       /* upstream phases of the txn */
+    tap_lazy_t           timer;        /* downstream phases */
+    tap_lazy_t           utimer;       /* upstream phases of the txn */
     struct event        *resume_ev;    /* deferred parsing of pipelined input */
     tap_dconn_t         *prev;
     tap_dconn_t         *next;
@@ -268,6 +281,8 @@ void tap_rd_update(tap_rd_t *rd);
 void tap_rd_set_high(tap_rd_t *rd, size_t high);
 void tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv);
 void tap_rd_stop(tap_rd_t *rd);
+void tap_lazy_set(tap_lazy_t *lz, int64_t ms);
+int tap_lazy_fired(tap_lazy_t *lz);
 void tap_bev_send(struct bufferevent *bev);
 void tap_bev_sent(struct bufferevent *bev);
 

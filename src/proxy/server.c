@@ -61,11 +61,9 @@ static void
 tap_dconn_set_phase(tap_dconn_t *dc, tap_dphase_e phase)
 {
     const tap_psettings_t  *ps = dc->w->ps;
-    struct timeval          tv;
     int64_t                 ms = 0;
 
     dc->phase = phase;
-    evtimer_del(dc->timer);
     switch (phase) {
     case TAP_DPHASE_IDLE:
         ms = ps->keepalive_ms;
@@ -82,10 +80,7 @@ tap_dconn_set_phase(tap_dconn_t *dc, tap_dphase_e phase)
     case TAP_DPHASE_NONE:
         break;
     }
-    if (ms > 0) {
-        tv = tap_ms_tv(ms);
-        evtimer_add(dc->timer, &tv);
-    }
+    tap_lazy_set(&dc->timer, ms);
 }
 
 
@@ -106,10 +101,12 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
     }
     dc->w = w;
     dc->bev = tap_tls_accept_bev(w->px, w->base, fd);
-    dc->timer = evtimer_new(w->base, tap_dconn_on_timer, dc);
-    dc->utimer = evtimer_new(w->base, tap_uconn_on_utimer, dc);
+    dc->timer.ev = evtimer_new(w->base, tap_dconn_on_timer, dc);
+    dc->utimer.ev = evtimer_new(w->base, tap_uconn_on_utimer, dc);
     dc->resume_ev = event_new(w->base, -1, 0, tap_dconn_on_resume, dc);
-    if (dc->bev == NULL || dc->timer == NULL || dc->utimer == NULL || dc->resume_ev == NULL) {
+    if (dc->bev == NULL || dc->timer.ev == NULL || dc->utimer.ev == NULL
+        || dc->resume_ev == NULL)
+    {
         goto failed;
     }
     fd = -1;
@@ -165,11 +162,11 @@ failed:
         if (dc->bev != NULL) {
             bufferevent_free(dc->bev);
         }
-        if (dc->timer != NULL) {
-            event_free(dc->timer);
+        if (dc->timer.ev != NULL) {
+            event_free(dc->timer.ev);
         }
-        if (dc->utimer != NULL) {
-            event_free(dc->utimer);
+        if (dc->utimer.ev != NULL) {
+            event_free(dc->utimer.ev);
         }
         if (dc->resume_ev != NULL) {
             event_free(dc->resume_ev);
@@ -210,8 +207,8 @@ tap_dconn_destroy(tap_dconn_t *dc)
 
     tap_rd_stop(&dc->rd);
     bufferevent_free(dc->bev);
-    event_free(dc->timer);
-    event_free(dc->utimer);
+    event_free(dc->timer.ev);
+    event_free(dc->utimer.ev);
     event_free(dc->resume_ev);
     tap_reqp_cleanup(&dc->rp);
     tap_respp_cleanup(&dc->rsp);
@@ -324,7 +321,7 @@ tap_txn_finish(tap_txn_t *t)
     tap_worker_t  *w = dc->w;
     unsigned       cls;
 
-    evtimer_del(dc->utimer);
+    tap_lazy_set(&dc->utimer, 0);
     if (t->ex.last_byte == 0) {
         t->ex.last_byte = tap_now_ns();
     }
@@ -925,6 +922,9 @@ tap_dconn_on_timer(evutil_socket_t fd, short what, void *arg)
     tap_worker_t  *w = dc->w;
     tap_txn_t     *t = dc->txn;
 
+    if (!tap_lazy_fired(&dc->timer)) {
+        return;
+    }
     tap_dconn_enter(dc);
     switch (dc->phase) {
     case TAP_DPHASE_IDLE:
