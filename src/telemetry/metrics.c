@@ -113,6 +113,8 @@ struct tap_mfam_s {
     size_t                 n;
     tap_mser_t            *head;
     tap_mser_t           **tail;
+    tap_mser_t            *last[2];    /* found last: the same values again skip the hash */
+    unsigned               lastw;      /* the entry of last replaced next */
     tap_mvset_t            vals[TAP_METRIC_MAX_LABELS];
     unsigned               uncapped:1;
 };
@@ -479,27 +481,34 @@ tap_mser_hash(size_t n, const char *const *v, const size_t *len)
 }
 
 
+/* Does the series s hold exactly these values? */
+static int
+tap_mser_same(const tap_mfam_t *f, const tap_mser_t *s, const char *const *v, const size_t *len)
+{
+    size_t  k;
+
+    for (k = 0; k < f->def->nlabels; k++) {
+        if ((s->v[k] == NULL) != (v[k] == NULL)
+            || (v[k] != NULL && (s->len[k] != len[k] || memcmp(s->v[k], v[k], len[k]) != 0)))
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
 static tap_mser_t *
 tap_mser_find(const tap_mfam_t *f, uint64_t h, const char *const *v, const size_t *len)
 {
     tap_mser_t  *s;
-    size_t       i, k;
+    size_t       i;
 
     if (f->tab == NULL) {
         return NULL;
     }
     for (i = h & f->mask; (s = f->tab[i]) != NULL; i = (i + 1) & f->mask) {
-        if (s->hash != h) {
-            continue;
-        }
-        for (k = 0; k < f->def->nlabels; k++) {
-            if ((s->v[k] == NULL) != (v[k] == NULL)
-                || (v[k] != NULL && (s->len[k] != len[k] || memcmp(s->v[k], v[k], len[k]) != 0)))
-            {
-                break;
-            }
-        }
-        if (k == f->def->nlabels) {
+        if (s->hash == h && tap_mser_same(f, s, v, len)) {
             return s;
         }
     }
@@ -796,8 +805,15 @@ tap_mser_get(tap_mfam_t *f, const char *const *values)
     }
 
     if (!slow) {
+        for (i = 0; i < TAP_NELEMS(f->last); i++) {
+            if (f->last[i] != NULL && tap_mser_same(f, f->last[i], v, len)) {
+                return f->last[i];
+            }
+        }
         s = tap_mser_find(f, tap_mser_hash(n, v, len), v, len);
         if (s != NULL) {
+            f->last[f->lastw] = s;
+            f->lastw = (f->lastw + 1) % TAP_NELEMS(f->last);
             return s;
         }
     }
@@ -976,6 +992,7 @@ tap_metric_clear(tap_mfam_t *f)
     }
     f->head = NULL;
     f->tail = &f->head;
+    f->last[0] = f->last[1] = NULL;
     f->n = 0;
 
     /* the tables: emptied, or freed when far larger than what they held */
