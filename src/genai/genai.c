@@ -39,6 +39,7 @@
 #include <sys/types.h>
 
 #include <cjson/cJSON.h>
+#define XXH_STATIC_LINKING_ONLY        /* hashing states on the stack */
 #include <xxhash.h>
 
 #include "tap_core.h"
@@ -489,19 +490,12 @@ tap_gen_hash_message(XXH3_state_t *st, cJSON *m, uint64_t *chars)
 }
 
 
-static XXH3_state_t *
-tap_gen_prompt_state(const tap_gen_t *g)
+static void
+tap_gen_prompt_start(const tap_gen_t *g, XXH3_state_t *st)
 {
-    XXH3_state_t  *st;
-
-    st = XXH3_createState();
-    if (st == NULL) {
-        return NULL;
-    }
-
+    XXH3_INITSTATE(st);
     XXH3_64bits_reset(st);
     tap_hash_field(st, 'M', g->model, strnlen(g->model, sizeof(g->model)));
-    return st;
 }
 
 
@@ -518,7 +512,7 @@ tap_gen_prompt_state(const tap_gen_t *g)
 int
 tap_gen_hash_chat(tap_gen_t *g, cJSON *messages)
 {
-    XXH3_state_t  *st;
+    XXH3_state_t   stbuf, *st = &stbuf;
     uint64_t       chars, prefix;
     size_t         i, n;
     cJSON         *m;
@@ -535,10 +529,7 @@ tap_gen_hash_chat(tap_gen_t *g, cJSON *messages)
         n++;
     }
 
-    st = tap_gen_prompt_state(g);
-    if (st == NULL) {
-        return -1;
-    }
+    tap_gen_prompt_start(g, st);
 
     chars = 0;
     prefix = 0;
@@ -556,7 +547,6 @@ tap_gen_hash_chat(tap_gen_t *g, cJSON *messages)
     g->nmessages = (unsigned) n;
     g->prompt_chars += chars;
 
-    XXH3_freeState(st);
     return 0;
 }
 
@@ -596,7 +586,7 @@ tap_gen_is_token_ids(cJSON *v)
 int
 tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 {
-    XXH3_state_t  *st;
+    XXH3_state_t   stbuf, *st = &stbuf;
     uint64_t       chars;
     size_t         i, n, strings, ids, lists;
     cJSON         *e;
@@ -625,10 +615,7 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
         return -1;
     }
 
-    st = tap_gen_prompt_state(g);
-    if (st == NULL) {
-        return -1;
-    }
+    tap_gen_prompt_start(g, st);
 
     chars = 0;
     has_system = system != NULL
@@ -668,7 +655,6 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
     g->has_prompt_hash = 1;
     g->prompt_chars += chars;
 
-    XXH3_freeState(st);
     return 0;
 }
 
@@ -704,13 +690,9 @@ tap_gen_param_int(XXH3_state_t *st, const char *name, int64_t v)
 void
 tap_gen_hash_params(tap_gen_t *g, cJSON *extra)
 {
-    XXH3_state_t  *st;
+    XXH3_state_t   stbuf, *st = &stbuf;
 
-    st = XXH3_createState();
-    if (st == NULL) {
-        return;
-    }
-
+    XXH3_INITSTATE(st);
     XXH3_64bits_reset(st);
     tap_gen_param_real(st, "temperature", g->temperature);
     tap_gen_param_real(st, "top_p", g->top_p);
@@ -729,7 +711,6 @@ tap_gen_hash_params(tap_gen_t *g, cJSON *extra)
 
     g->params_hash = XXH3_64bits_digest(st);
     g->has_params_hash = 1;
-    XXH3_freeState(st);
 }
 
 
