@@ -38,6 +38,7 @@
 
 /* Bytes queued toward a peer before the other side stops reading. */
 #define TAP_PROXY_HIGH_WATER   (256 * 1024)
+#define TAP_TXN_SPARES         32      /* finished transactions a worker keeps for reuse */
 #define TAP_PROXY_LOW_WATER    (64 * 1024)
 #define TAP_PROXY_LINGER_MS    5000
 
@@ -149,6 +150,7 @@ typedef enum {
 
 struct tap_txn_s {
     tap_dconn_t      *dc;
+    tap_txn_t        *next;            /* among a worker's spares */
     tap_exchange_t    ex;
     tap_uconn_t      *uc;
     int               server;          /* server of the current attempt, -1 none */
@@ -222,6 +224,8 @@ struct tap_worker_s {
     tap_alog_buf_t           log;
     tap_tring_t             *tring;    /* to the telemetry hub; NULL: none */
     tap_lstats_t             lat;      /* latency percentiles per series (GET /stats) */
+    tap_txn_t               *spare;    /* finished transactions kept for reuse */
+    unsigned                 nspare;
 };
 
 struct tap_proxy_s {
@@ -265,6 +269,7 @@ tap_ms_tv(int64_t ms)
 /* server.c */
 void tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa);
 void tap_dconn_close_idle(tap_dconn_t *dc);
+void tap_txn_spares_free(tap_worker_t *w);
 void tap_dconn_kill(tap_dconn_t *dc, const char *why);
 void tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const char *msg);
 void tap_txn_complete(tap_txn_t *t);

@@ -285,20 +285,34 @@ tap_dconn_read_unblock(tap_dconn_t *dc)
 static tap_txn_t *
 tap_txn_create(tap_dconn_t *dc)
 {
-    tap_txn_t       *t;
-    struct timespec  ts;
+    tap_worker_t     *w = dc->w;
+    tap_txn_t        *t;
+    struct evbuffer  *uhead, *ubody;
+    struct timespec   ts;
 
-    t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        return NULL;
-    }
-    t->uhead = evbuffer_new();
-    t->ubody = evbuffer_new();
-    if (t->uhead == NULL || t->ubody == NULL) {
-        evbuffer_free(t->uhead);
-        evbuffer_free(t->ubody);
-        free(t);
-        return NULL;
+    t = w->spare;
+    if (t != NULL) {
+        w->spare = t->next;
+        w->nspare--;
+        uhead = t->uhead;
+        ubody = t->ubody;
+        memset(t, 0, sizeof(*t));
+        t->uhead = uhead;
+        t->ubody = ubody;
+
+    } else {
+        t = calloc(1, sizeof(*t));
+        if (t == NULL) {
+            return NULL;
+        }
+        t->uhead = evbuffer_new();
+        t->ubody = evbuffer_new();
+        if (t->uhead == NULL || t->ubody == NULL) {
+            evbuffer_free(t->uhead);
+            evbuffer_free(t->ubody);
+            free(t);
+            return NULL;
+        }
     }
     t->dc = dc;
     t->server = -1;
@@ -347,10 +361,35 @@ tap_txn_finish(tap_txn_t *t)
     dc->txn = NULL;
     tap_fx_free(t->fx);
     tap_gen_cleanup(&t->ex.gen);
+    free(t->path);
+
+    /* kept, buffers and all, for the worker's next request */
+    if (w->nspare < TAP_TXN_SPARES) {
+        evbuffer_drain(t->uhead, evbuffer_get_length(t->uhead));
+        evbuffer_drain(t->ubody, evbuffer_get_length(t->ubody));
+        t->next = w->spare;
+        w->spare = t;
+        w->nspare++;
+        return;
+    }
     evbuffer_free(t->uhead);
     evbuffer_free(t->ubody);
-    free(t->path);
     free(t);
+}
+
+
+void
+tap_txn_spares_free(tap_worker_t *w)
+{
+    tap_txn_t  *t;
+
+    while ((t = w->spare) != NULL) {
+        w->spare = t->next;
+        evbuffer_free(t->uhead);
+        evbuffer_free(t->ubody);
+        free(t);
+    }
+    w->nspare = 0;
 }
 
 

@@ -123,6 +123,7 @@ tap_worker_kill_all(tap_worker_t *w)
         tap_dconn_kill(w->conns, "drain_timeout");
     }
     tap_upool_close_all(w);
+    tap_txn_spares_free(w);
 }
 
 
