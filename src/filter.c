@@ -429,7 +429,7 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
         g->req_parse = json != NULL ? TAP_GEN_PARSE_OK : TAP_GEN_PARSE_NOT_JSON;
         if (json != NULL && !cJSON_IsObject(json)) {
             g->req_parse = TAP_GEN_PARSE_UNEXPECTED;   /* every API takes an object */
-            cJSON_Delete(json);
+            tap_json_delete(json);
             json = NULL;
         }
     }
@@ -439,7 +439,7 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
             fx->active[i]->request_body(fx, fx->state[i], body, len, json);
         }
     }
-    cJSON_Delete(json);
+    tap_json_delete(json);
     tap_fx_reset_capture(fx);
     return fx->new_body != NULL;
 }
@@ -570,7 +570,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
             }
         }
     }
-    cJSON_Delete(ev.json);
+    tap_json_delete(ev.json);
 }
 
 

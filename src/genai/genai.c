@@ -803,8 +803,13 @@ tap_json_at(const cJSON *a, size_t i)
 #if TAP_JSON_ARENA > 0
 
 typedef struct {
-    size_t  used;
-    size_t  live;
+    size_t   used;
+    size_t   live;
+    size_t   allocs;                   /* values handed out, ever */
+    size_t   spilled;                  /* of which did not fit */
+    cJSON   *alone;                    /* a tree that is all the arena holds, or NULL */
+    size_t   alone_live;               /* live and allocs when it was parsed */
+    size_t   alone_allocs;
     _Alignas(max_align_t) unsigned char  mem[TAP_JSON_ARENA];
 } tap_json_arena_t;
 
@@ -817,11 +822,13 @@ tap_json_alloc(size_t size)
     tap_json_arena_t  *a = &tap_json_arena;
     size_t             n = (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
 
+    a->allocs++;
     if (n >= size && n <= sizeof(a->mem) - a->used) {
         a->live++;
         a->used += n;
         return a->mem + a->used - n;
     }
+    a->spilled++;
     return malloc(size);
 }
 
@@ -834,6 +841,7 @@ tap_json_free(void *p)
     if ((unsigned char *) p >= a->mem && (unsigned char *) p < a->mem + sizeof(a->mem)) {
         if (--a->live == 0) {
             a->used = 0;
+            a->alone = NULL;
         }
         return;
     }
@@ -859,6 +867,11 @@ tap_json_parse(const char *buf, size_t len)
 {
     cJSON       *v;
     const char  *end = NULL;
+#if TAP_JSON_ARENA > 0
+    tap_json_arena_t  *a = &tap_json_arena;
+    size_t             spilled = a->spilled;
+    int                empty = a->live == 0;
+#endif
 
     if (len == 0) {
         return NULL;
@@ -875,7 +888,35 @@ tap_json_parse(const char *buf, size_t len)
         cJSON_Delete(v);
         return NULL;
     }
+#if TAP_JSON_ARENA > 0
+    if (empty && a->spilled == spilled) {
+        a->alone = v;
+        a->alone_live = a->live;
+        a->alone_allocs = a->allocs;
+    }
+#endif
     return v;
+}
+
+
+void
+tap_json_delete(cJSON *v)
+{
+#if TAP_JSON_ARENA > 0
+    tap_json_arena_t  *a = &tap_json_arena;
+
+    /* the tree is all the arena holds, and nothing came or went since: the
+     * arena starts over, without a walk over the tree */
+    if (v != NULL && v == a->alone && a->live == a->alone_live
+        && a->allocs == a->alone_allocs)
+    {
+        a->alone = NULL;
+        a->live = 0;
+        a->used = 0;
+        return;
+    }
+#endif
+    cJSON_Delete(v);
 }
 
 

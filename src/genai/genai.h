@@ -211,6 +211,9 @@ cJSON *tap_json_parse(const char *buf, size_t len);
  */
 void tap_json_init(void);
 
+/* Deletes a tree from tap_json_parse() (or any cJSON value; NULL is fine). */
+void tap_json_delete(cJSON *v);
+
 /* Members of an object or elements of an array; 0 for anything else. */
 size_t tap_json_size(const cJSON *v);
 

@@ -838,8 +838,30 @@ test_json_arena(void **state)
     for (i = 0; i < 1000; i++) {
         again = tap_json_parse("[1,2,3]", 7);
         assert_int_equal(tap_json_size(again), 3);
-        cJSON_Delete(again);
+        tap_json_delete(again);
     }
+
+    /* a tree deleted while a later one lives must not take the later one with it */
+    small = tap_json_parse("{\"a\":\"first\"}", strlen("{\"a\":\"first\"}"));
+    again = tap_json_parse("{\"b\":\"second\"}", strlen("{\"b\":\"second\"}"));
+    assert_non_null(small);
+    assert_non_null(again);
+    tap_json_delete(small);
+    small = tap_json_parse("{\"c\":\"third!\"}", strlen("{\"c\":\"third!\"}"));
+    assert_string_equal(tap_json_get(again, "b")->valuestring, "second");
+    assert_string_equal(tap_json_get(small, "c")->valuestring, "third!");
+    tap_json_delete(again);
+    tap_json_delete(small);
+
+    /* values made after the parse and still alive survive the tree */
+    small = tap_json_parse("{\"a\":\"first\"}", strlen("{\"a\":\"first\"}"));
+    v = cJSON_CreateString("made later");
+    tap_json_delete(small);
+    again = tap_json_parse("{\"b\":\"overwrite\"}", strlen("{\"b\":\"overwrite\"}"));
+    assert_string_equal(v->valuestring, "made later");
+    cJSON_Delete(v);
+    tap_json_delete(again);
+    tap_json_delete(NULL);
     free(text);
 }
 
