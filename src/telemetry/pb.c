@@ -128,6 +128,178 @@ tap_attrs_init(tap_attrs_t *at, tap_arena_t *a)
 }
 
 
+void
+tap_attrs_init_wire(tap_attrs_t *at, tap_arena_t *a, unsigned field)
+{
+    *at = (tap_attrs_t) { .a = a, .field = field };
+}
+
+
+/*
+ * Wire mode.  The encodings, from the protobuf wire format: a field is its
+ * tag (number << 3 | wire type) as a varint, then a varint for type 0, eight
+ * little-endian bytes for type 1, or a varint length and the bytes for type
+ * 2.  KeyValue: key = 1 (string), value = 2 (AnyValue).  AnyValue:
+ * string_value = 1, bool_value = 2, int_value = 3 (int64: two's complement,
+ * ten bytes when negative), double_value = 4, array_value = 5 (ArrayValue:
+ * values = 1).
+ */
+static size_t
+tap_pb_varint_len(uint64_t v)
+{
+    size_t  n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+
+static uint8_t *
+tap_pb_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t) v;
+    return p;
+}
+
+
+/* A length-delimited field of n bytes, all told. */
+static size_t
+tap_pb_ld_len(size_t n)
+{
+    return 1 + tap_pb_varint_len(n) + n;
+}
+
+
+/*
+ * Writes the field, the KeyValue around an AnyValue of alen bytes, and its
+ * key; returns where the AnyValue's alen bytes go, or NULL when out of memory.
+ */
+static uint8_t *
+tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
+{
+    size_t    klen = strlen(key), kvlen, total, cap;
+    uint64_t  tag = (uint64_t) at->field << 3 | 2;
+    uint8_t  *p, *nw;
+
+    kvlen = tap_pb_ld_len(klen) + tap_pb_ld_len(alen);
+    total = tap_pb_varint_len(tag) + tap_pb_varint_len(kvlen) + kvlen;
+    if (at->wlen + total > at->wcap) {
+        cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + total), 1024);
+        nw = tap_arena_alloc(at->a, cap);
+        if (nw == NULL) {
+            return NULL;
+        }
+        if (at->wlen > 0) {
+            memcpy(nw, at->wire, at->wlen);
+        }
+        at->wire = nw;
+        at->wcap = cap;
+    }
+    p = at->wire + at->wlen;
+    at->wlen += total;
+    at->n++;
+
+    p = tap_pb_varint(p, tag);
+    p = tap_pb_varint(p, kvlen);
+    *p++ = 0x0a;                                /* KeyValue.key */
+    p = tap_pb_varint(p, klen);
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = 0x12;                                /* KeyValue.value */
+    return tap_pb_varint(p, alen);
+}
+
+
+static void
+tap_attr_wire_str(tap_attrs_t *at, const char *key, const char *s, size_t len)
+{
+    uint8_t  *p;
+
+    len = strnlen(s, len);                      /* as the copy in message mode */
+    p = tap_attr_wire(at, key, tap_pb_ld_len(len));
+    if (p != NULL) {
+        *p++ = 0x0a;                            /* AnyValue.string_value */
+        p = tap_pb_varint(p, len);
+        memcpy(p, s, len);
+    }
+}
+
+
+static void
+tap_attr_wire_int(tap_attrs_t *at, const char *key, int64_t i)
+{
+    uint8_t  *p = tap_attr_wire(at, key, 1 + tap_pb_varint_len((uint64_t) i));
+
+    if (p != NULL) {
+        *p++ = 0x18;                            /* AnyValue.int_value */
+        tap_pb_varint(p, (uint64_t) i);
+    }
+}
+
+
+static void
+tap_attr_wire_double(tap_attrs_t *at, const char *key, double d)
+{
+    uint8_t   *p = tap_attr_wire(at, key, 9);
+    uint64_t   bits;
+    unsigned   k;
+
+    if (p != NULL) {
+        memcpy(&bits, &d, sizeof(bits));
+        *p++ = 0x21;                            /* AnyValue.double_value */
+        for (k = 0; k < 8; k++) {
+            *p++ = (uint8_t) (bits >> (8 * k));
+        }
+    }
+}
+
+
+static void
+tap_attr_wire_bool(tap_attrs_t *at, const char *key, int b)
+{
+    uint8_t  *p = tap_attr_wire(at, key, 2);
+
+    if (p != NULL) {
+        *p++ = 0x10;                            /* AnyValue.bool_value */
+        *p = b ? 1 : 0;
+    }
+}
+
+
+static void
+tap_attr_wire_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
+{
+    size_t    arr = 0, i, len;
+    uint8_t  *p;
+
+    for (i = 0; i < n; i++) {
+        arr += tap_pb_ld_len(tap_pb_ld_len(strlen(s[i])));
+    }
+    p = tap_attr_wire(at, key, tap_pb_ld_len(arr));
+    if (p == NULL) {
+        return;
+    }
+    *p++ = 0x2a;                                /* AnyValue.array_value */
+    p = tap_pb_varint(p, arr);
+    for (i = 0; i < n; i++) {
+        len = strlen(s[i]);
+        *p++ = 0x0a;                            /* ArrayValue.values */
+        p = tap_pb_varint(p, tap_pb_ld_len(len));
+        *p++ = 0x0a;                            /* AnyValue.string_value */
+        p = tap_pb_varint(p, len);
+        memcpy(p, s[i], len);
+        p += len;
+    }
+}
+
+
 /* A new pair at the end of the list, its value initialised; NULL when out of memory. */
 static tap_pb_any_t *
 tap_attr_new(tap_attrs_t *at, const char *key)
@@ -165,9 +337,14 @@ tap_attr_new(tap_attrs_t *at, const char *key)
 void
 tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
 {
-    tap_pb_any_t  *v = tap_attr_new(at, key);
+    tap_pb_any_t  *v;
     char          *copy;
 
+    if (at->field != 0) {
+        tap_attr_wire_str(at, key, s, len);
+        return;
+    }
+    v = tap_attr_new(at, key);
     if (v == NULL || (copy = tap_arena_strndup(at->a, s, len)) == NULL) {
         return;
     }
@@ -186,8 +363,13 @@ tap_attr_str(tap_attrs_t *at, const char *key, const char *s)
 void
 tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
 {
-    tap_pb_any_t  *v = tap_attr_new(at, key);
+    tap_pb_any_t  *v;
 
+    if (at->field != 0) {
+        tap_attr_wire_int(at, key, i);
+        return;
+    }
+    v = tap_attr_new(at, key);
     if (v != NULL) {
         v->value_case = TAP_PB_ANY(INT_VALUE);
         v->int_value = i;
@@ -198,8 +380,13 @@ tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
 void
 tap_attr_double(tap_attrs_t *at, const char *key, double d)
 {
-    tap_pb_any_t  *v = tap_attr_new(at, key);
+    tap_pb_any_t  *v;
 
+    if (at->field != 0) {
+        tap_attr_wire_double(at, key, d);
+        return;
+    }
+    v = tap_attr_new(at, key);
     if (v != NULL) {
         v->value_case = TAP_PB_ANY(DOUBLE_VALUE);
         v->double_value = d;
@@ -210,8 +397,13 @@ tap_attr_double(tap_attrs_t *at, const char *key, double d)
 void
 tap_attr_bool(tap_attrs_t *at, const char *key, int b)
 {
-    tap_pb_any_t  *v = tap_attr_new(at, key);
+    tap_pb_any_t  *v;
 
+    if (at->field != 0) {
+        tap_attr_wire_bool(at, key, b);
+        return;
+    }
+    v = tap_attr_new(at, key);
     if (v != NULL) {
         v->value_case = TAP_PB_ANY(BOOL_VALUE);
         v->bool_value = b ? 1 : 0;
@@ -222,10 +414,15 @@ tap_attr_bool(tap_attrs_t *at, const char *key, int b)
 void
 tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
 {
-    tap_pb_any_t    *v = tap_attr_new(at, key), **items;
+    tap_pb_any_t    *v, **items;
     tap_pb_array_t  *arr;
     size_t           i;
 
+    if (at->field != 0) {
+        tap_attr_wire_strs(at, key, s, n);
+        return;
+    }
+    v = tap_attr_new(at, key);
     if (v == NULL
         || (arr = TAP_ARENA_NEW(at->a, tap_pb_array_t)) == NULL
         || (items = tap_arena_alloc(at->a, (n ? n : 1) * sizeof(tap_pb_any_t *))) == NULL)

@@ -87,15 +87,28 @@ void tap_arena_free(tap_arena_t *a);
 /*
  * A growing attribute list.  Allocation failures are sticky in the arena
  * (a->failed): build the whole message, then check once.
+ *
+ * In wire mode (tap_attrs_init_wire) each attribute is encoded at once, as
+ * the parent message's repeated KeyValue field number `field` (tag, length,
+ * KeyValue), into at->wire, and those bytes are written after the packed
+ * parent (tap_tel_item_t).  Protobuf lets a message's fields come in any
+ * order, so the parent decodes exactly as if protobuf-c had packed its
+ * KeyValues, which costs far more: protobuf-c sizes a nested message again
+ * for every level above it, and an attribute is three levels down in a span.
  */
 typedef struct tap_attrs_s {
     tap_arena_t   *a;
-    tap_pb_kv_t  **kv;
-    size_t         n;
+    tap_pb_kv_t  **kv;                 /* message mode */
+    size_t         n;                  /* attributes, in either mode */
     size_t         cap;
+    unsigned       field;              /* wire mode: the parent's field number; 0: message mode */
+    uint8_t       *wire;
+    size_t         wlen;
+    size_t         wcap;
 } tap_attrs_t;
 
 void tap_attrs_init(tap_attrs_t *at, tap_arena_t *a);
+void tap_attrs_init_wire(tap_attrs_t *at, tap_arena_t *a, unsigned field);
 void tap_attr_str(tap_attrs_t *at, const char *key, const char *v);
 void tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len);
 void tap_attr_int(tap_attrs_t *at, const char *key, int64_t v);

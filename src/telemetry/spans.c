@@ -36,6 +36,10 @@
 #define TAP_SEV(s)          OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_##s
 
 /* Span.flags: the W3C trace flags, plus "has_is_remote" and "is_remote" (bits 8 and 9). */
+/* the attributes fields of Span and LogRecord, encoded in wire mode (pb.h) */
+#define TAP_SPAN_ATTRIBUTES        9
+#define TAP_LOG_ATTRIBUTES         6
+
 #define TAP_SPAN_FLAGS_HAS_REMOTE  0x100
 #define TAP_SPAN_FLAGS_REMOTE      0x200
 
@@ -227,7 +231,7 @@ tap_span_anomaly_event(tap_arena_t *a, const tap_exchange_t *ex, const tap_promp
 
 size_t
 tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
-    const tap_prompt_t *prompt, tap_pb_span_t **out)
+    const tap_prompt_t *prompt, tap_tel_item_t *out)
 {
     const tap_exchange_t  *ex = &r->ex;
     tap_pb_span_t         *srv, *cli;
@@ -254,7 +258,7 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
         snprintf(name, sizeof(name), "%s", ex->method);
     }
     srv->name = tap_arena_strdup(a, name);
-    tap_attrs_init(&at, a);
+    tap_attrs_init_wire(&at, a, TAP_SPAN_ATTRIBUTES);
     tap_attr_str(&at, "http.request.method", ex->method);
     tap_attr_str(&at, "url.path", r->path);
     if (ex->status > 0) {
@@ -265,10 +269,8 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }
-    srv->attributes = at.kv;
-    srv->n_attributes = at.n;
     tap_span_status(a, srv, err);
-    out[0] = srv;
+    out[0] = (tap_tel_item_t) { &srv->base, at.wire, at.wlen };
 
     if (ex->upstream_start == 0) {
         return 1;
@@ -282,7 +284,7 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     }
     cli->has_flags = 1;
     cli->flags = flags;
-    tap_attrs_init(&at, a);
+    tap_attrs_init_wire(&at, a, TAP_SPAN_ATTRIBUTES);
     if (ex->analysed && ex->gen.operation != NULL) {
         if (ex->gen.model[0]) {
             snprintf(name, sizeof(name), "%s %s", ex->gen.operation, ex->gen.model);
@@ -329,8 +331,6 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }
-    cli->attributes = at.kv;
-    cli->n_attributes = at.n;
     tap_span_status(a, cli, err);
 
     evs = tap_arena_alloc(a, 2 * sizeof(tap_pb_event_t *));
@@ -349,13 +349,14 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
         }
         cli->events = evs;
     }
-    out[1] = cli;
+    out[1] = (tap_tel_item_t) { &cli->base, at.wire, at.wlen };
     return 2;
 }
 
 
-tap_pb_log_t *
-tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an)
+size_t
+tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
+    tap_tel_item_t *out)
 {
     const tap_exchange_t  *ex = &r->ex;
     const tap_gen_t       *g = &ex->gen;
@@ -367,7 +368,7 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an)
     double                 mean, min, ppl;
 
     if (lr == NULL || body == NULL) {
-        return NULL;
+        return 0;
     }
     opentelemetry__proto__logs__v1__log_record__init(lr);
     opentelemetry__proto__common__v1__any_value__init(body);
@@ -398,7 +399,7 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an)
     body->string_value = tap_arena_strdup(a, line);
     lr->body = body;
 
-    tap_attrs_init(&at, a);
+    tap_attrs_init_wire(&at, a, TAP_LOG_ATTRIBUTES);
     tap_attr_str(&at, "request_id", ex->request_id);
     tap_attr_str(&at, "method", ex->method);
     tap_attr_str(&at, "path", r->path);
@@ -496,7 +497,6 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an)
     if (an != NULL && an->reason != NULL) {
         tap_attr_str(&at, "anomaly", an->reason);
     }
-    lr->attributes = at.kv;
-    lr->n_attributes = at.n;
-    return lr;
+    out[0] = (tap_tel_item_t) { &lr->base, at.wire, at.wlen };
+    return 1;
 }

@@ -499,7 +499,7 @@ tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
  * as lost.
  */
 static void
-tap_tel_batch_pack(tap_tel_batch_t *b, const ProtobufCMessage *m)
+tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
 {
     size_t    len, size;
     uint8_t  *p;
@@ -508,7 +508,7 @@ tap_tel_batch_pack(tap_tel_batch_t *b, const ProtobufCMessage *m)
         b->tel->unpacked[b->signal]++;
         return;
     }
-    len = protobuf_c_message_get_packed_size(m);
+    len = protobuf_c_message_get_packed_size(it->m) + it->tail_len;
     if (b->used + len > b->size) {
         size = TAP_MAX(b->size * 2, b->used + len);
         size = TAP_MAX(size, TAP_TEL_BATCH_BYTES);
@@ -520,7 +520,11 @@ tap_tel_batch_pack(tap_tel_batch_t *b, const ProtobufCMessage *m)
         b->bytes = p;
         b->size = size;
     }
-    b->items[b->n].len = protobuf_c_message_pack(m, b->bytes + b->used);
+    b->items[b->n].len = protobuf_c_message_pack(it->m, b->bytes + b->used);
+    if (it->tail_len > 0) {
+        memcpy(b->bytes + b->used + b->items[b->n].len, it->tail, it->tail_len);
+        b->items[b->n].len += it->tail_len;
+    }
     b->items[b->n].data = NULL;
     b->used += b->items[b->n].len;
     b->n++;
@@ -550,8 +554,7 @@ static void
 tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
 {
     tap_keep_e             keep;
-    tap_pb_span_t         *spans[2];
-    tap_pb_log_t          *log;
+    tap_tel_item_t         items[2];
     tap_prompt_anomaly_t   an;
     const tap_prompt_t    *prompt;
     size_t                 n, i;
@@ -575,17 +578,17 @@ tap_tel_record(tap_tel_t *tel, tap_trec_t *r)
     tel->keep[keep]++;
 
     if (keep != TAP_KEEP_DROP && tel->nexp[TAP_SIGNAL_TRACES] > 0) {
-        n = tap_tel_spans(&tel->traces.arena, r, an.flags ? &an : NULL, prompt, spans);
+        n = tap_tel_spans(&tel->traces.arena, r, an.flags ? &an : NULL, prompt, items);
         for (i = 0; i < n; i++) {
-            tap_tel_batch_pack(&tel->traces, &spans[i]->base);
+            tap_tel_batch_pack(&tel->traces, &items[i]);
         }
         tap_tel_batch_added(&tel->traces);
     }
 
     if (tel->nexp[TAP_SIGNAL_LOGS] > 0) {
-        log = tap_tel_log(&tel->logs.arena, r, an.flags ? &an : NULL);
-        if (log != NULL) {
-            tap_tel_batch_pack(&tel->logs, &log->base);
+        n = tap_tel_log(&tel->logs.arena, r, an.flags ? &an : NULL, items);
+        for (i = 0; i < n; i++) {
+            tap_tel_batch_pack(&tel->logs, &items[i]);
         }
         tap_tel_batch_added(&tel->logs);
     }

@@ -141,10 +141,22 @@ void tap_tel_shutdown(tap_tel_t *t, int64_t timeout_ms);
 int tap_tel_prompts_json(tap_tel_t *t, int templates, const char *query, size_t len,
     struct evbuffer *out, const char **err);
 
-/* The spans and log record of one exchange (spans.c); an may be NULL. */
+/*
+ * One item of a batch: a message, and its attributes field already encoded
+ * (tap_attrs_init_wire), to be written right after it.
+ */
+typedef struct tap_tel_item_s {
+    const ProtobufCMessage  *m;
+    const uint8_t           *tail;
+    size_t                   tail_len;
+} tap_tel_item_t;
+
+/* The spans (up to two) and the log record of one exchange (spans.c); an may be NULL.
+ * They return how many items they wrote to out. */
 size_t tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
-    const tap_prompt_t *prompt, tap_pb_span_t **out);
-tap_pb_log_t *tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an);
+    const tap_prompt_t *prompt, tap_tel_item_t *out);
+size_t tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
+    tap_tel_item_t *out);
 
 /*
  * The error.type of an exchange, or NULL when it succeeded: infertap's own

@@ -33,6 +33,7 @@
 #include "otlp_collector_logs.pb-c.h"
 #include "otlp_collector_metrics.pb-c.h"
 #include "otlp_collector_trace.pb-c.h"
+#include "telemetry/pb.h"
 
 /* the generated names are long; the test spells each type once here */
 typedef Opentelemetry__Proto__Common__V1__AnyValue                       tap_t_any_t;
@@ -955,6 +956,116 @@ test_write(void **state)
 }
 
 
+/* The same attributes, built by protobuf-c (message mode) and encoded directly (wire mode). */
+static void
+tap_t_attrs_fill(tap_attrs_t *at)
+{
+    static const char *const  two[] = { "stop", "length" };
+    char                      big[300];
+
+    memset(big, 'x', sizeof(big));
+    tap_attr_str(at, "gen_ai.operation.name", "chat");
+    tap_attr_str(at, "empty", "");
+    tap_attr_strn(at, "cut", "abcdef", 3);
+    tap_attr_strn(at, "nul.inside", "ab\0cd", 5);
+    tap_attr_strn(at, "long.value.over.one.varint.byte", big, sizeof(big));
+    tap_attr_int(at, "zero", 0);
+    tap_attr_int(at, "small", 127);
+    tap_attr_int(at, "two.bytes", 128);
+    tap_attr_int(at, "negative", -1);
+    tap_attr_int(at, "min", INT64_MIN);
+    tap_attr_int(at, "max", INT64_MAX);
+    tap_attr_double(at, "pi", 3.14159);
+    tap_attr_double(at, "negative.zero", -0.0);
+    tap_attr_double(at, "huge", 1e300);
+    tap_attr_bool(at, "yes", 1);
+    tap_attr_bool(at, "no", 0);
+    tap_attr_strs(at, "gen_ai.response.finish_reasons", two, 2);
+    tap_attr_strs(at, "none", two, 0);
+    tap_attr_hex64(at, "infertap.prompt_hash", 0x0123456789abcdefULL);
+}
+
+
+static uint64_t
+tap_t_varint(const uint8_t **p, const uint8_t *end)
+{
+    uint64_t  v = 0;
+    unsigned  shift = 0;
+
+    while (*p < end) {
+        v |= (uint64_t) (**p & 0x7f) << shift;
+        shift += 7;
+        if ((*(*p)++ & 0x80) == 0) {
+            return v;
+        }
+    }
+    fail_msg("varint runs past the end");
+    return 0;
+}
+
+
+/*
+ * Wire mode against protobuf-c: every KeyValue byte for byte as protobuf-c
+ * packs it, and a span followed by the encoded attributes unpacks with them.
+ */
+static void
+test_attrs_wire(void **state)
+{
+    tap_arena_t     a;
+    tap_attrs_t     msg, wire;
+    tap_t_span_t    span = OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT, *back;
+    const uint8_t  *p, *end;
+    uint8_t         kvbuf[1024], *packed;
+    size_t          i, len, n;
+
+    (void) state;
+    tap_arena_init(&a);
+    tap_attrs_init(&msg, &a);
+    tap_attrs_init_wire(&wire, &a, 9);
+    tap_t_attrs_fill(&msg);
+    tap_t_attrs_fill(&wire);
+    assert_false(a.failed);
+    assert_int_equal(msg.n, wire.n);
+
+    p = wire.wire;
+    end = wire.wire + wire.wlen;
+    for (i = 0; i < msg.n; i++) {
+        assert_int_equal(tap_t_varint(&p, end), 9 << 3 | 2);
+        len = (size_t) tap_t_varint(&p, end);
+        assert_true(len <= (size_t) (end - p));
+        assert_true(protobuf_c_message_get_packed_size(&msg.kv[i]->base) <= sizeof(kvbuf));
+        n = protobuf_c_message_pack(&msg.kv[i]->base, kvbuf);
+        assert_int_equal(len, n);
+        assert_memory_equal(p, kvbuf, n);
+        p += len;
+    }
+    assert_ptr_equal(p, end);
+
+    span.name = "s";
+    n = protobuf_c_message_get_packed_size(&span.base);
+    packed = malloc(n + wire.wlen);
+    assert_non_null(packed);
+    protobuf_c_message_pack(&span.base, packed);
+    memcpy(packed + n, wire.wire, wire.wlen);
+    back = opentelemetry__proto__trace__v1__span__unpack(NULL, n + wire.wlen, packed);
+    assert_non_null(back);
+    assert_string_equal(back->name, "s");
+    assert_int_equal(back->n_attributes, msg.n);
+    for (i = 0; i < msg.n; i++) {
+        assert_string_equal(back->attributes[i]->key, msg.kv[i]->key);
+        assert_int_equal(back->attributes[i]->value->value_case, msg.kv[i]->value->value_case);
+    }
+    assert_string_equal(back->attributes[3]->value->string_value, "ab");
+    assert_int_equal(back->attributes[9]->value->int_value, INT64_MIN);
+    assert_int_equal(back->attributes[16]->value->array_value->n_values, 2);
+    assert_string_equal(back->attributes[16]->value->array_value->values[1]->string_value,
+        "length");
+    opentelemetry__proto__trace__v1__span__free_unpacked(back, NULL);
+    free(packed);
+    tap_arena_free(&a);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -965,6 +1076,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_logs_roundtrip),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_write),
+        cmocka_unit_test(test_attrs_wire),
     };
 
     if (argc == 3 && strcmp(argv[1], "--write") == 0) {
