@@ -189,20 +189,34 @@ tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 }
 
 
-/* Appends the line "<n in hex>\r\n" that opens a chunk (no printf: once per
- * streamed event). */
+#define TAP_CHUNK_LINE    (2 * sizeof(size_t) + 2)   /* "<hex>\r\n" at most */
+#define TAP_CHUNK_GATHER  2048       /* chunks up to this size go in as one piece */
+
+/* Writes the line "<n in hex>\r\n" that opens a chunk so that it ends at
+ * end; returns where it starts (at most 2 * sizeof(size_t) + 2 bytes back).
+ * No printf: this runs once per streamed event. */
+static char *
+tap_chunk_line(char *end, size_t n)
+{
+    static const char  hex[] = "0123456789abcdef";
+
+    *--end = '\n';
+    *--end = '\r';
+    do {
+        *--end = hex[n & 0xf];
+        n >>= 4;
+    } while (n != 0);
+    return end;
+}
+
+
+/* Appends the size line that opens a chunk of n bytes. */
 static void
 tap_chunk_size(struct evbuffer *out, size_t n)
 {
-    static const char  hex[] = "0123456789abcdef";
-    char               buf[2 * sizeof(size_t) + 2], *p = buf + sizeof(buf);
+    char  buf[TAP_CHUNK_LINE], *p;
 
-    *--p = '\n';
-    *--p = '\r';
-    do {
-        *--p = hex[n & 0xf];
-        n >>= 4;
-    } while (n != 0);
+    p = tap_chunk_line(buf + sizeof(buf), n);
     evbuffer_add(out, p, (size_t) (buf + sizeof(buf) - p));
 }
 
@@ -212,21 +226,12 @@ tap_chunk_size(struct evbuffer *out, size_t n)
  * a streamed event is usually a few hundred bytes, and three evbuffer_add
  * calls cost more than copying it once.
  */
-#define TAP_CHUNK_GATHER  2048
-
 static void
 tap_chunk_gather(struct evbuffer *out, const char *p, size_t n)
 {
-    static const char  hex[] = "0123456789abcdef";
-    char               buf[16 + TAP_CHUNK_GATHER + 2], *b = buf + 16, *s = b;
-    size_t             k = n;
+    char  buf[TAP_CHUNK_LINE + TAP_CHUNK_GATHER + 2], *b = buf + TAP_CHUNK_LINE, *s;
 
-    *--s = '\n';
-    *--s = '\r';
-    do {
-        *--s = hex[k & 0xf];
-        k >>= 4;
-    } while (k != 0);
+    s = tap_chunk_line(b, n);
     memcpy(b, p, n);
     b[n] = '\r';
     b[n + 1] = '\n';
@@ -552,7 +557,6 @@ tap_txn_rs_head(void *ctx)
     tap_respp_t            *rs = &dc->rsp;
     tap_hlist_t            *hl = &rs->hl;
     tap_hbuf_t              hb;
-    struct timeval          tv;
     const char             *name, *v;
     size_t                  nlen, vlen, k;
     unsigned                i;
@@ -562,8 +566,7 @@ tap_txn_rs_head(void *ctx)
     tap_health_ok(dc->w->px, (unsigned) t->server);
     tap_txn_set_uphase(t, TAP_UPHASE_NONE);
     if (ps->stream_idle_ms > 0) {
-        tv = tap_ms_tv(ps->stream_idle_ms);
-        tap_rd_set_timeout(&t->uc->rd, &tv);
+        tap_rd_set_timeout(&t->uc->rd, ps->stream_idle_ms);
     }
 
     hb.out = bufferevent_get_output(dc->bev);

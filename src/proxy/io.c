@@ -121,23 +121,26 @@ tap_rd_set_high(tap_rd_t *rd, size_t high)
 }
 
 
-/* A read timeout (idle time between reads), or none when tv is NULL. */
+/* A read timeout (idle time between reads) of ms milliseconds, or none when ms <= 0. */
 void
-tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv)
+tap_rd_set_timeout(tap_rd_t *rd, int64_t ms)
 {
+    struct timeval  tv;
+
     if (!rd->plain) {
-        bufferevent_set_timeouts(rd->bev, tv, NULL);
+        tv = tap_ms_tv(ms);
+        bufferevent_set_timeouts(rd->bev, ms > 0 ? &tv : NULL, NULL);
         return;
     }
     rd->timeout_ms = 0;
-    if (tv != NULL) {
+    if (ms > 0) {
         if (rd->timer.ev == NULL) {
             rd->timer.ev = evtimer_new(bufferevent_get_base(rd->bev), tap_rd_on_timeout, rd);
             if (rd->timer.ev == NULL) {
                 return;                /* out of memory: no timeout */
             }
         }
-        rd->timeout_ms = TAP_MAX((int64_t) tv->tv_sec * 1000 + tv->tv_usec / 1000, 1);
+        rd->timeout_ms = ms;
     }
     tap_lazy_set(&rd->timer, rd->added ? rd->timeout_ms : 0);
 }

@@ -284,7 +284,7 @@ void tap_rd_enable(tap_rd_t *rd);
 void tap_rd_disable(tap_rd_t *rd);
 void tap_rd_update(tap_rd_t *rd);
 void tap_rd_set_high(tap_rd_t *rd, size_t high);
-void tap_rd_set_timeout(tap_rd_t *rd, const struct timeval *tv);
+void tap_rd_set_timeout(tap_rd_t *rd, int64_t ms);
 void tap_rd_stop(tap_rd_t *rd);
 void tap_lazy_set(tap_lazy_t *lz, int64_t ms);
 int tap_lazy_fired(tap_lazy_t *lz);

@@ -140,7 +140,7 @@ tap_upool_get(tap_worker_t *w, unsigned server)
     tap_upool_unlink(pool, uc);
     uc->reused = 1;
     pool->inflight++;
-    tap_rd_set_timeout(&uc->rd, NULL);
+    tap_rd_set_timeout(&uc->rd, 0);
     return uc;
 }
 
@@ -169,8 +169,7 @@ void
 tap_uconn_release(tap_uconn_t *uc)
 {
     tap_worker_t  *w = uc->w;
-    tap_upool_t     *pool = &w->pools[uc->server];
-    struct timeval   tv;
+    tap_upool_t   *pool = &w->pools[uc->server];
 
     uc->txn = NULL;
     if (w->draining || pool->nidle >= w->ps->pool_max_idle
@@ -192,8 +191,8 @@ tap_uconn_release(tap_uconn_t *uc)
 
     bufferevent_setcb(uc->bev, tap_uconn_on_idle_read, NULL, tap_uconn_on_idle_event, uc);
     bufferevent_setwatermark(uc->bev, EV_WRITE, 0, 0);
-    tv = tap_ms_tv(w->ps->pool_idle_timeout_ms > 0 ? w->ps->pool_idle_timeout_ms : 60000);
-    tap_rd_set_timeout(&uc->rd, &tv);
+    tap_rd_set_timeout(&uc->rd,
+        w->ps->pool_idle_timeout_ms > 0 ? w->ps->pool_idle_timeout_ms : 60000);
     tap_rd_enable(&uc->rd);
 }
 
