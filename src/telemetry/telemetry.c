@@ -781,12 +781,28 @@ tap_tel_batch_init(tap_tel_t *tel, tap_tel_batch_t *b, tap_signal_e sig, unsigne
 }
 
 
+/* A prompt table (prompts or templates, by key) with the anomaly settings. */
+static tap_prompts_t *
+tap_tel_prompts_create(const tap_tsettings_t *ts, tap_prompts_key_e key, size_t capacity)
+{
+    tap_prompts_conf_t  pc;
+
+    tap_prompts_conf_init(&pc, key);
+    pc.capacity = capacity;
+    pc.k = ts->anomaly_k;
+    pc.min_samples = ts->anomaly_min_samples;
+    /* latency wobbles by a few percent between identical requests: a prompt
+     * whose samples are nearly equal must not flag the first that is not */
+    pc.tolerance = TAP_TEL_ANOMALY_TOLERANCE;
+    return tap_prompts_create(&pc);
+}
+
+
 tap_tel_t *
 tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings, char **err)
 {
     tap_tel_t          *tel;
     tap_export_conf_t   ec;
-    tap_prompts_conf_t  pc;
     struct timeval      tv;
     size_t              s, i;
 
@@ -838,20 +854,8 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
         goto nomem;
     }
 
-    tap_prompts_conf_init(&pc, TAP_PROMPTS_KEY_PROMPT);
-    pc.capacity = ts->prompt_capacity;
-    pc.k = ts->anomaly_k;
-    pc.min_samples = ts->anomaly_min_samples;
-    /* latency wobbles by a few percent between identical requests: a prompt
-     * whose samples are nearly equal must not flag the first that is not */
-    pc.tolerance = TAP_TEL_ANOMALY_TOLERANCE;
-    tel->prompts = tap_prompts_create(&pc);
-    tap_prompts_conf_init(&pc, TAP_PROMPTS_KEY_PREFIX);
-    pc.capacity = ts->prefix_capacity;
-    pc.k = ts->anomaly_k;
-    pc.min_samples = ts->anomaly_min_samples;
-    pc.tolerance = TAP_TEL_ANOMALY_TOLERANCE;
-    tel->templates = tap_prompts_create(&pc);
+    tel->prompts = tap_tel_prompts_create(ts, TAP_PROMPTS_KEY_PROMPT, ts->prompt_capacity);
+    tel->templates = tap_tel_prompts_create(ts, TAP_PROMPTS_KEY_PREFIX, ts->prefix_capacity);
     if (tel->prompts == NULL || tel->templates == NULL) {
         goto nomem;
     }
