@@ -805,8 +805,7 @@ tap_json_at(const cJSON *a, size_t i)
 typedef struct {
     size_t   used;
     size_t   live;
-    size_t   allocs;                   /* values handed out, ever */
-    size_t   spilled;                  /* of which did not fit */
+    size_t   allocs;                   /* values handed out, ever (from malloc too) */
     cJSON   *alone;                    /* a tree that is all the arena holds, or NULL */
     size_t   alone_live;               /* live and allocs when it was parsed */
     size_t   alone_allocs;
@@ -828,7 +827,6 @@ tap_json_alloc(size_t size)
         a->used += n;
         return a->mem + a->used - n;
     }
-    a->spilled++;
     return malloc(size);
 }
 
@@ -869,7 +867,7 @@ tap_json_parse(const char *buf, size_t len)
     const char  *end = NULL;
 #if TAP_JSON_ARENA > 0
     tap_json_arena_t  *a = &tap_json_arena;
-    size_t             spilled = a->spilled;
+    size_t             allocs = a->allocs;
     int                empty = a->live == 0;
 #endif
 
@@ -889,7 +887,8 @@ tap_json_parse(const char *buf, size_t len)
         return NULL;
     }
 #if TAP_JSON_ARENA > 0
-    if (empty && a->spilled == spilled) {
+    /* every value of the tree, and nothing else, is in the arena */
+    if (empty && a->live == a->allocs - allocs) {
         a->alone = v;
         a->alone_live = a->live;
         a->alone_allocs = a->allocs;
