@@ -282,6 +282,19 @@ tap_dconn_read_unblock(tap_dconn_t *dc)
 /* --- transactions --------------------------------------------------------------------------- */
 
 
+static void
+tap_txn_free(tap_txn_t *t)
+{
+    if (t->uhead != NULL) {
+        evbuffer_free(t->uhead);
+    }
+    if (t->ubody != NULL) {
+        evbuffer_free(t->ubody);
+    }
+    free(t);
+}
+
+
 static tap_txn_t *
 tap_txn_create(tap_dconn_t *dc)
 {
@@ -308,9 +321,7 @@ tap_txn_create(tap_dconn_t *dc)
         t->uhead = evbuffer_new();
         t->ubody = evbuffer_new();
         if (t->uhead == NULL || t->ubody == NULL) {
-            evbuffer_free(t->uhead);
-            evbuffer_free(t->ubody);
-            free(t);
+            tap_txn_free(t);
             return NULL;
         }
     }
@@ -327,7 +338,7 @@ tap_txn_create(tap_dconn_t *dc)
 }
 
 
-/* Writes the record and frees the transaction. */
+/* Writes the record and frees the transaction, or keeps it as a spare. */
 static void
 tap_txn_finish(tap_txn_t *t)
 {
@@ -372,9 +383,7 @@ tap_txn_finish(tap_txn_t *t)
         w->nspare++;
         return;
     }
-    evbuffer_free(t->uhead);
-    evbuffer_free(t->ubody);
-    free(t);
+    tap_txn_free(t);
 }
 
 
@@ -385,9 +394,7 @@ tap_txn_spares_free(tap_worker_t *w)
 
     while ((t = w->spare) != NULL) {
         w->spare = t->next;
-        evbuffer_free(t->uhead);
-        evbuffer_free(t->ubody);
-        free(t);
+        tap_txn_free(t);
     }
     w->nspare = 0;
 }
