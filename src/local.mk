@@ -2,9 +2,9 @@
 # unit tests and fuzz targets link exactly the code the binary runs.
 
 TAP_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(OPENSSL_CFLAGS) \
-	$(PROTOBUF_C_CFLAGS) $(CJSON_CFLAGS) $(XXHASH_CFLAGS) $(YAML_CFLAGS) $(ZLIB_CFLAGS)
+	$(PROTOBUF_C_CFLAGS) $(CJSON_CFLAGS) $(SIMDJSON_CFLAGS) $(XXHASH_CFLAGS) $(YAML_CFLAGS) $(ZLIB_CFLAGS)
 TAP_DEP_LIBS = $(LIBEVENT_OPENSSL_LIBS) $(LIBEVENT_PTHREADS_LIBS) $(LIBEVENT_LIBS) \
-	$(OPENSSL_LIBS) $(PROTOBUF_C_LIBS) $(CJSON_LIBS) $(XXHASH_LIBS) $(YAML_LIBS) \
+	$(OPENSSL_LIBS) $(PROTOBUF_C_LIBS) $(CJSON_LIBS) $(SIMDJSON_LIBS) -lstdc++ $(XXHASH_LIBS) $(YAML_LIBS) \
 	$(ZLIB_LIBS) -lm -lpthread
 AM_CPPFLAGS += $(TAP_DEP_CFLAGS)
 
@@ -36,7 +36,8 @@ libinfertap_a_SOURCES += filters/ollama.c filters/tgi.c filters/llamacpp.c filte
 libinfertap_a_SOURCES += src/genai/split.c src/genai/split.h
 
 # protocol-neutral model traffic analysis (src/genai/)
-libinfertap_a_SOURCES += src/genai/genai.c src/genai/genai.h
+libinfertap_a_SOURCES += src/genai/genai.c src/genai/genai.h src/genai/json.c \
+	src/genai/json-simd.cc src/genai/json-simd.h
 
 # telemetry: OTLP messages, metric registry, exporters (src/telemetry/)
 libinfertap_a_SOURCES += src/telemetry/pb.c src/telemetry/pb.h src/telemetry/metrics.h \
