@@ -7,6 +7,7 @@ FUZZ_TESTS = tests/fuzz/fuzz_sim_request tests/fuzz/fuzz_request tests/fuzz/fuzz
 	tests/fuzz/fuzz_sse tests/fuzz/fuzz_ndjson
 FUZZ_TESTS += tests/fuzz/fuzz_filters_native tests/fuzz/fuzz_filters_openai
 FUZZ_TESTS += tests/fuzz/fuzz_traceparent tests/fuzz/fuzz_otlp_response
+FUZZ_TESTS += tests/fuzz/fuzz_json
 check_PROGRAMS += $(FUZZ_TESTS)
 TESTS += $(FUZZ_TESTS)
 EXTRA_DIST += tests/fuzz/corpus tests/run-test.sh
@@ -47,6 +48,10 @@ tests_fuzz_fuzz_filters_native_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIB
 tests_fuzz_fuzz_filters_openai_SOURCES = tests/fuzz/fuzz_filters_openai.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_filters_openai_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_filters_openai_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
+
+tests_fuzz_fuzz_json_SOURCES = tests/fuzz/fuzz_json.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_json_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_json_LDADD = libinfertap.a $(LLHTTP_LIB) $(TAP_DEP_LIBS)
 
 tests_fuzz_fuzz_traceparent_SOURCES = tests/fuzz/fuzz_traceparent.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_traceparent_LDFLAGS = $(FUZZ_LINK)

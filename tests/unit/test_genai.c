@@ -866,6 +866,77 @@ test_json_arena(void **state)
 }
 
 
+/*
+ * The parser (json.c): simdjson's fast path and cJSON's fallback give one
+ * tree.  Checked here: what json.c documents beyond tests/fuzz/fuzz_json.c,
+ * which holds every body to cJSON's tree: the nesting limit, a number too
+ * long for cJSON, strings cut at U+0000, surrogates, saturated valueint,
+ * the link to the last child, a byte order mark, a body past the fast path.
+ */
+static void
+test_json_parse(void **state)
+{
+    cJSON   *v;
+    char    *text;
+    size_t   i, n = 1001, len;
+
+    (void) state;
+
+    text = malloc(2 * n + 80 * 1024);
+    assert_non_null(text);
+    for (i = 0; i < n; i++) {
+        text[i] = '[';
+        text[2 * n - 1 - i] = ']';
+    }
+    v = tap_json_parse(text + 1, 2 * n - 2);          /* 1,000 levels */
+    assert_non_null(v);
+    tap_json_delete(v);
+    assert_null(tap_json_parse(text, 2 * n));          /* 1,001 */
+
+    len = (size_t) sprintf(text, "[1.%070d]", 0);
+    v = tap_json_parse(text, len);
+    assert_non_null(v);
+    assert_true(tap_json_at(v, 0)->valuedouble == 1.0);
+    tap_json_delete(v);
+
+    v = tap_t_json("[\"a\\u0000b\", \"\\ud83d\\ude00\", 2147483648, -2147483649, 18446744073709551616, -0.5]");
+    assert_string_equal(tap_json_at(v, 0)->valuestring, "a");
+    assert_string_equal(tap_json_at(v, 1)->valuestring, "\xf0\x9f\x98\x80");
+    assert_int_equal(tap_json_at(v, 2)->valueint, 2147483647);
+    assert_int_equal(tap_json_at(v, 3)->valueint, -2147483647 - 1);
+    assert_true(tap_json_at(v, 4)->valuedouble == 18446744073709551616.0);
+    assert_int_equal(tap_json_at(v, 5)->valueint, 0);
+    assert_ptr_equal(v->child->prev, tap_json_at(v, 5));
+    tap_json_delete(v);
+
+    assert_null(tap_json_parse("[\"\\ud800\"]", 10));
+    assert_null(tap_json_parse("[\"\\udc00\"]", 10));
+    assert_null(tap_json_parse("[1e]", 4));
+    assert_null(tap_json_parse("{} {}", 5));
+    assert_null(tap_json_parse("{\"a\":1,}", 8));
+
+    v = tap_json_parse("\xef\xbb\xbf {\"a\":true} \n", 16);
+    assert_non_null(v);
+    assert_true(cJSON_IsTrue(tap_json_get(v, "a")));
+    tap_json_delete(v);
+
+    /* past the fast path's 64 KiB: cJSON's parser, the same tree */
+    len = 0;
+    text[len++] = '{';
+    for (i = 0; len < 70 * 1024; i++) {
+        len += (size_t) sprintf(text + len, "%s\"k%zu\":[%zu,\"\\u00e9\"]", i ? "," : "", i, i);
+    }
+    text[len++] = '}';
+    v = tap_json_parse(text, len);
+    assert_non_null(v);
+    assert_int_equal(tap_json_size(v), i);
+    assert_string_equal(tap_json_at(tap_json_get(v, "k7"), 1)->valuestring, "\xc3\xa9");
+    assert_true(tap_json_at(tap_json_get(v, "k7"), 0)->valuedouble == 7.0);
+    tap_json_delete(v);
+    free(text);
+}
+
+
 static void
 test_strings(void **state)
 {
@@ -1049,6 +1120,7 @@ main(void)
         cmocka_unit_test(test_token_clock),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_json_arena),
+        cmocka_unit_test(test_json_parse),
         cmocka_unit_test(test_json_pointer),
     };
 
