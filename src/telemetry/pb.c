@@ -28,8 +28,9 @@ tap_arena_init(tap_arena_t *a)
 }
 
 
-void *
-tap_arena_alloc(tap_arena_t *a, size_t n)
+/* n bytes, not zeroed; NULL (and a->failed set) when out of memory. */
+static void *
+tap_arena_take(tap_arena_t *a, size_t n)
 {
     tap_arena_blk_t  *b;
     size_t            size;
@@ -56,7 +57,18 @@ tap_arena_alloc(tap_arena_t *a, size_t n)
     }
     p = (char *) a->head->data + a->used;
     a->used += n;
-    memset(p, 0, n);
+    return p;
+}
+
+
+void *
+tap_arena_alloc(tap_arena_t *a, size_t n)
+{
+    void  *p = tap_arena_take(a, n);
+
+    if (p != NULL) {
+        memset(p, 0, n);
+    }
     return p;
 }
 
@@ -178,21 +190,19 @@ tap_pb_ld_len(size_t n)
 
 
 /*
- * Writes the field, the KeyValue around an AnyValue of alen bytes, and its
- * key; returns where the AnyValue's alen bytes go, or NULL when out of memory.
+ * Room for n more bytes at the end of at->wire, taken (at->wlen moves past
+ * them); NULL when out of memory.  The first buffer is large enough for the
+ * attributes of most spans and log records, so most never grow.
  */
 static uint8_t *
-tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
+tap_wire_take(tap_attrs_t *at, size_t n)
 {
-    size_t    klen = strlen(key), kvlen, total, cap;
-    uint64_t  tag = (uint64_t) at->field << 3 | 2;
-    uint8_t  *p, *nw;
+    size_t    cap;
+    uint8_t  *nw;
 
-    kvlen = tap_pb_ld_len(klen) + tap_pb_ld_len(alen);
-    total = tap_pb_varint_len(tag) + tap_pb_varint_len(kvlen) + kvlen;
-    if (at->wlen + total > at->wcap) {
-        cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + total), 1024);
-        nw = tap_arena_alloc(at->a, cap);
+    if (at->wlen + n > at->wcap) {
+        cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + n), 2048);
+        nw = tap_arena_take(at->a, cap);
         if (nw == NULL) {
             return NULL;
         }
@@ -202,8 +212,99 @@ tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
         at->wire = nw;
         at->wcap = cap;
     }
-    p = at->wire + at->wlen;
-    at->wlen += total;
+    nw = at->wire + at->wlen;
+    at->wlen += n;
+    return nw;
+}
+
+
+void
+tap_wire_varint(tap_attrs_t *at, unsigned field, uint64_t v)
+{
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3) + tap_pb_varint_len(v));
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3);
+        tap_pb_varint(p, v);
+    }
+}
+
+
+static void
+tap_wire_fixed(tap_attrs_t *at, unsigned field, unsigned type, uint64_t v, unsigned n)
+{
+    uint8_t   *p = tap_wire_take(at, tap_pb_varint_len(field << 3) + n);
+    unsigned   k;
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | type);
+        for (k = 0; k < n; k++) {
+            *p++ = (uint8_t) (v >> (8 * k));
+        }
+    }
+}
+
+
+void
+tap_wire_fixed64(tap_attrs_t *at, unsigned field, uint64_t v)
+{
+    tap_wire_fixed(at, field, 1, v, 8);
+}
+
+
+void
+tap_wire_fixed32(tap_attrs_t *at, unsigned field, uint32_t v)
+{
+    tap_wire_fixed(at, field, 5, v, 4);
+}
+
+
+void
+tap_wire_bytes(tap_attrs_t *at, unsigned field, const void *data, size_t n)
+{
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3 | 2) + tap_pb_varint_len(n) + n);
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | 2);
+        p = tap_pb_varint(p, n);
+        memcpy(p, data, n);
+    }
+}
+
+
+void
+tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n)
+{
+    size_t    alen = tap_pb_ld_len(n);
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3 | 2) + tap_pb_varint_len(alen)
+                                    + alen);
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | 2);
+        p = tap_pb_varint(p, alen);
+        *p++ = 0x0a;                            /* AnyValue.string_value */
+        p = tap_pb_varint(p, n);
+        memcpy(p, s, n);
+    }
+}
+
+
+/*
+ * Writes the field, the KeyValue around an AnyValue of alen bytes, and its
+ * key; returns where the AnyValue's alen bytes go, or NULL when out of memory.
+ */
+static uint8_t *
+tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
+{
+    size_t    klen = strlen(key), kvlen;
+    uint64_t  tag = (uint64_t) at->field << 3 | 2;
+    uint8_t  *p;
+
+    kvlen = tap_pb_ld_len(klen) + tap_pb_ld_len(alen);
+    p = tap_wire_take(at, tap_pb_varint_len(tag) + tap_pb_varint_len(kvlen) + kvlen);
+    if (p == NULL) {
+        return NULL;
+    }
     at->n++;
 
     p = tap_pb_varint(p, tag);

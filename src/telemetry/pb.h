@@ -90,11 +90,12 @@ void tap_arena_free(tap_arena_t *a);
  *
  * In wire mode (tap_attrs_init_wire) each attribute is encoded at once, as
  * the parent message's repeated KeyValue field number `field` (tag, length,
- * KeyValue), into at->wire, and those bytes are written after the packed
- * parent (tap_tel_item_t).  Protobuf lets a message's fields come in any
- * order, so the parent decodes exactly as if protobuf-c had packed its
- * KeyValues, which costs far more: protobuf-c sizes a nested message again
- * for every level above it, and an attribute is three levels down in a span.
+ * KeyValue), into at->wire, after the parent's own fields (tap_wire_*
+ * below): the parent message is written whole, without protobuf-c, which
+ * sizes a nested message again for every level above it (an attribute is
+ * three levels down in a span) and walks descriptor tables for each field.
+ * Protobuf lets a message's fields come in any order, so attributes after
+ * the other fields decode exactly as if protobuf-c had packed them.
  */
 typedef struct tap_attrs_s {
     tap_arena_t   *a;
@@ -117,6 +118,21 @@ void tap_attr_bool(tap_attrs_t *at, const char *key, int v);
 void tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *v, size_t n);
 /* 16 lowercase hex digits of v. */
 void tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v);
+
+/*
+ * Wire mode: the parent's own fields, written as they come.  Called before
+ * any attribute and in field number order, they give the bytes protobuf-c
+ * packs for those fields (varint: int, enum and uint fields; fixed64 and
+ * fixed32; bytes: bytes, strings, and messages already encoded, such as a
+ * nested tap_attrs_t's wire), so the parent is what protobuf-c would make
+ * of it followed by its attributes.
+ */
+void tap_wire_varint(tap_attrs_t *at, unsigned field, uint64_t v);
+void tap_wire_fixed64(tap_attrs_t *at, unsigned field, uint64_t v);
+void tap_wire_fixed32(tap_attrs_t *at, unsigned field, uint32_t v);
+void tap_wire_bytes(tap_attrs_t *at, unsigned field, const void *data, size_t n);
+/* An AnyValue field holding the string s[0..n). */
+void tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n);
 
 /*
  * The resource every request carries: service.name, the telemetry.sdk.*

@@ -9,9 +9,9 @@
  * drain timer runs every 10 ms while traffic flows, every 50 ms otherwise,
  * and /metrics drains before it reads.
  *
- * Per exchange the hub records the metrics, then builds the spans (when
- * kept) and the log record in an arena and packs each at once after the
- * items of the current batch; when the batch holds max_batch items or its
+ * Per exchange the hub records the metrics, then encodes the spans (when
+ * kept) and the log record in an arena (spans.c) and copies each at once
+ * after the items of the current batch; when the batch holds max_batch items or its
  * delay has passed, the request around them is packed (the items travel as
  * bytes: see proto/otlp_collector_trace.proto) and the body goes to every
  * endpoint of the signal.
@@ -96,11 +96,11 @@ typedef struct tap_tel_mkey_s {
 } tap_tel_mkey_t;
 
 /*
- * Spans or log records waiting to be sent.  Each is packed when it is
- * recorded, into `bytes`, one after another; its message is built in the
- * arena, which is then reset.  Packing each item once, instead of the whole
- * request at flush time, spares protobuf-c from measuring every span again
- * at each level of nesting above it.
+ * Spans or log records waiting to be sent.  Each is encoded when it is
+ * recorded and copied into `bytes`, one after another; it is encoded in the
+ * arena, which is then reset.  Encoding each item once, instead of packing
+ * the whole request at flush time, spares protobuf-c from measuring every
+ * span again at each level of nesting above it.
  */
 typedef struct tap_tel_batch_s {
     tap_tel_t            *tel;
@@ -607,23 +607,22 @@ tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
 
 
 /*
- * Packs one message built in b's arena after the items already there.  A
- * message whose arena ran out of memory, or that finds no room, is counted
- * as lost.
+ * Copies one item encoded in b's arena after the items already there.  An
+ * item whose arena ran out of memory, or that finds no room, is counted as
+ * lost.
  */
 static void
 tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
 {
-    size_t    len, size;
+    size_t    size;
     uint8_t  *p;
 
     if (b->arena.failed) {
         b->tel->unpacked[b->signal]++;
         return;
     }
-    len = protobuf_c_message_get_packed_size(it->m) + it->tail_len;
-    if (b->used + len > b->size) {
-        size = TAP_MAX(b->size * 2, b->used + len);
+    if (b->used + it->len > b->size) {
+        size = TAP_MAX(b->size * 2, b->used + it->len);
         size = TAP_MAX(size, TAP_TEL_BATCH_BYTES);
         p = realloc(b->bytes, size);
         if (p == NULL) {
@@ -633,13 +632,10 @@ tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
         b->bytes = p;
         b->size = size;
     }
-    b->items[b->n].len = protobuf_c_message_pack(it->m, b->bytes + b->used);
-    if (it->tail_len > 0) {
-        memcpy(b->bytes + b->used + b->items[b->n].len, it->tail, it->tail_len);
-        b->items[b->n].len += it->tail_len;
-    }
+    memcpy(b->bytes + b->used, it->data, it->len);
+    b->items[b->n].len = it->len;
     b->items[b->n].data = NULL;
-    b->used += b->items[b->n].len;
+    b->used += it->len;
     b->n++;
 }
 
