@@ -189,32 +189,43 @@ tap_pb_ld_len(size_t n)
 }
 
 
+/* Makes room for n more bytes in at->wire.  Returns TAP_OK or TAP_ERROR. */
+static int
+tap_wire_grow(tap_attrs_t *at, size_t n)
+{
+    size_t    cap;
+    uint8_t  *nw;
+
+    cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + n), 2048);
+    nw = tap_arena_take(at->a, cap);
+    if (nw == NULL) {
+        return TAP_ERROR;
+    }
+    if (at->wlen > 0) {
+        memcpy(nw, at->wire, at->wlen);
+    }
+    at->wire = nw;
+    at->wcap = cap;
+    return TAP_OK;
+}
+
+
 /*
  * Room for n more bytes at the end of at->wire, taken (at->wlen moves past
  * them); NULL when out of memory.  The first buffer is large enough for the
  * attributes of most spans and log records, so most never grow.
  */
-static uint8_t *
+static inline uint8_t *
 tap_wire_take(tap_attrs_t *at, size_t n)
 {
-    size_t    cap;
-    uint8_t  *nw;
+    uint8_t  *p;
 
-    if (at->wlen + n > at->wcap) {
-        cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + n), 2048);
-        nw = tap_arena_take(at->a, cap);
-        if (nw == NULL) {
-            return NULL;
-        }
-        if (at->wlen > 0) {
-            memcpy(nw, at->wire, at->wlen);
-        }
-        at->wire = nw;
-        at->wcap = cap;
+    if (at->wlen + n > at->wcap && tap_wire_grow(at, n) != TAP_OK) {
+        return NULL;
     }
-    nw = at->wire + at->wlen;
+    p = at->wire + at->wlen;
     at->wlen += n;
-    return nw;
+    return p;
 }
 
 
@@ -294,9 +305,9 @@ tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n)
  * key; returns where the AnyValue's alen bytes go, or NULL when out of memory.
  */
 static uint8_t *
-tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
+tap_attr_wire(tap_attrs_t *at, const char *key, size_t klen, size_t alen)
 {
-    size_t    klen = strlen(key), kvlen;
+    size_t    kvlen;
     uint64_t  tag = (uint64_t) at->field << 3 | 2;
     uint8_t  *p;
 
@@ -319,12 +330,11 @@ tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
 
 
 static void
-tap_attr_wire_str(tap_attrs_t *at, const char *key, const char *s, size_t len)
+tap_attr_wire_str(tap_attrs_t *at, const char *key, size_t klen, const char *s, size_t len)
 {
     uint8_t  *p;
 
-    len = strnlen(s, len);                      /* as the copy in message mode */
-    p = tap_attr_wire(at, key, tap_pb_ld_len(len));
+    p = tap_attr_wire(at, key, klen, tap_pb_ld_len(len));
     if (p != NULL) {
         *p++ = 0x0a;                            /* AnyValue.string_value */
         p = tap_pb_varint(p, len);
@@ -334,9 +344,9 @@ tap_attr_wire_str(tap_attrs_t *at, const char *key, const char *s, size_t len)
 
 
 static void
-tap_attr_wire_int(tap_attrs_t *at, const char *key, int64_t i)
+tap_attr_wire_int(tap_attrs_t *at, const char *key, size_t klen, int64_t i)
 {
-    uint8_t  *p = tap_attr_wire(at, key, 1 + tap_pb_varint_len((uint64_t) i));
+    uint8_t  *p = tap_attr_wire(at, key, klen, 1 + tap_pb_varint_len((uint64_t) i));
 
     if (p != NULL) {
         *p++ = 0x18;                            /* AnyValue.int_value */
@@ -346,9 +356,9 @@ tap_attr_wire_int(tap_attrs_t *at, const char *key, int64_t i)
 
 
 static void
-tap_attr_wire_double(tap_attrs_t *at, const char *key, double d)
+tap_attr_wire_double(tap_attrs_t *at, const char *key, size_t klen, double d)
 {
-    uint8_t   *p = tap_attr_wire(at, key, 9);
+    uint8_t   *p = tap_attr_wire(at, key, klen, 9);
     uint64_t   bits;
     unsigned   k;
 
@@ -363,9 +373,9 @@ tap_attr_wire_double(tap_attrs_t *at, const char *key, double d)
 
 
 static void
-tap_attr_wire_bool(tap_attrs_t *at, const char *key, int b)
+tap_attr_wire_bool(tap_attrs_t *at, const char *key, size_t klen, int b)
 {
-    uint8_t  *p = tap_attr_wire(at, key, 2);
+    uint8_t  *p = tap_attr_wire(at, key, klen, 2);
 
     if (p != NULL) {
         *p++ = 0x10;                            /* AnyValue.bool_value */
@@ -383,7 +393,7 @@ tap_attr_wire_strs(tap_attrs_t *at, const char *key, const char *const *s, size_
     for (i = 0; i < n; i++) {
         arr += tap_pb_ld_len(tap_pb_ld_len(strlen(s[i])));
     }
-    p = tap_attr_wire(at, key, tap_pb_ld_len(arr));
+    p = tap_attr_wire(at, key, strlen(key), tap_pb_ld_len(arr));
     if (p == NULL) {
         return;
     }
@@ -436,13 +446,13 @@ tap_attr_new(tap_attrs_t *at, const char *key)
 
 
 void
-tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
+tap_attrk_str(tap_attrs_t *at, const char *key, size_t klen, const char *s, size_t len)
 {
     tap_pb_any_t  *v;
     char          *copy;
 
     if (at->field != 0) {
-        tap_attr_wire_str(at, key, s, len);
+        tap_attr_wire_str(at, key, klen, s, len);
         return;
     }
     v = tap_attr_new(at, key);
@@ -455,19 +465,12 @@ tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
 
 
 void
-tap_attr_str(tap_attrs_t *at, const char *key, const char *s)
-{
-    tap_attr_strn(at, key, s, strlen(s));
-}
-
-
-void
-tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
+tap_attrk_int(tap_attrs_t *at, const char *key, size_t klen, int64_t i)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_int(at, key, i);
+        tap_attr_wire_int(at, key, klen, i);
         return;
     }
     v = tap_attr_new(at, key);
@@ -479,12 +482,12 @@ tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
 
 
 void
-tap_attr_double(tap_attrs_t *at, const char *key, double d)
+tap_attrk_double(tap_attrs_t *at, const char *key, size_t klen, double d)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_double(at, key, d);
+        tap_attr_wire_double(at, key, klen, d);
         return;
     }
     v = tap_attr_new(at, key);
@@ -496,12 +499,12 @@ tap_attr_double(tap_attrs_t *at, const char *key, double d)
 
 
 void
-tap_attr_bool(tap_attrs_t *at, const char *key, int b)
+tap_attrk_bool(tap_attrs_t *at, const char *key, size_t klen, int b)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_bool(at, key, b);
+        tap_attr_wire_bool(at, key, klen, b);
         return;
     }
     v = tap_attr_new(at, key);
@@ -551,7 +554,7 @@ tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
 
 
 void
-tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
+tap_attrk_hex64(tap_attrs_t *at, const char *key, size_t klen, uint64_t x)
 {
     static const char  digits[] = "0123456789abcdef";
     char               buf[16];
@@ -560,7 +563,7 @@ tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
     for (i = 15; i >= 0; i--, x >>= 4) {
         buf[i] = digits[x & 0xf];
     }
-    tap_attr_strn(at, key, buf, 16);
+    tap_attrk_str(at, key, klen, buf, 16);
 }
 
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "otlp_collector_logs.pb-c.h"
 #include "otlp_collector_metrics.pb-c.h"
@@ -110,14 +111,64 @@ typedef struct tap_attrs_s {
 
 void tap_attrs_init(tap_attrs_t *at, tap_arena_t *a);
 void tap_attrs_init_wire(tap_attrs_t *at, tap_arena_t *a, unsigned field);
-void tap_attr_str(tap_attrs_t *at, const char *key, const char *v);
-void tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len);
-void tap_attr_int(tap_attrs_t *at, const char *key, int64_t v);
-void tap_attr_double(tap_attrs_t *at, const char *key, double v);
-void tap_attr_bool(tap_attrs_t *at, const char *key, int v);
 void tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *v, size_t n);
+
+/*
+ * The builders below take the key's length from the inline wrappers after
+ * them, where it is a constant when the key is a literal (every key but the
+ * configured resource attributes): no strlen per attribute.  A string value
+ * is taken whole (tap_attr_str) or up to its first NUL within len bytes
+ * (tap_attr_strn).
+ */
+void tap_attrk_str(tap_attrs_t *at, const char *key, size_t klen, const char *v, size_t len);
+void tap_attrk_int(tap_attrs_t *at, const char *key, size_t klen, int64_t v);
+void tap_attrk_double(tap_attrs_t *at, const char *key, size_t klen, double v);
+void tap_attrk_bool(tap_attrs_t *at, const char *key, size_t klen, int v);
+void tap_attrk_hex64(tap_attrs_t *at, const char *key, size_t klen, uint64_t v);
+
+
+static inline void
+tap_attr_str(tap_attrs_t *at, const char *key, const char *v)
+{
+    tap_attrk_str(at, key, strlen(key), v, strlen(v));
+}
+
+
+static inline void
+tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len)
+{
+    tap_attrk_str(at, key, strlen(key), v, strnlen(v, len));
+}
+
+
+static inline void
+tap_attr_int(tap_attrs_t *at, const char *key, int64_t v)
+{
+    tap_attrk_int(at, key, strlen(key), v);
+}
+
+
+static inline void
+tap_attr_double(tap_attrs_t *at, const char *key, double v)
+{
+    tap_attrk_double(at, key, strlen(key), v);
+}
+
+
+static inline void
+tap_attr_bool(tap_attrs_t *at, const char *key, int v)
+{
+    tap_attrk_bool(at, key, strlen(key), v);
+}
+
+
 /* 16 lowercase hex digits of v. */
-void tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v);
+static inline void
+tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v)
+{
+    tap_attrk_hex64(at, key, strlen(key), v);
+}
+
 
 /*
  * Wire mode: the parent's own fields, written as they come.  Called before
