@@ -71,7 +71,6 @@
 #define TAP_MTEMP(c)                                                                          \
     OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_##c
 
-typedef struct tap_mser_s  tap_mser_t;
 
 struct tap_mser_s {
     tap_mser_t   *next;                /* creation order */
@@ -717,7 +716,7 @@ tap_mvset_add(tap_mreg_t *r, tap_mvset_t *vs, uint64_t h, const char *s, size_t 
  * normalized, capped, looked up and created when missing.
  */
 static tap_mser_t *
-tap_mser_get_slow(tap_mfam_t *f, const char **v)
+tap_mser_get_slow(tap_mfam_t *f, const char **v, int *folded_out)
 {
     char         buf[TAP_METRIC_MAX_LABELS][TAP_METRIC_VALUE_MAX + 1];
     size_t       len[TAP_METRIC_MAX_LABELS] = { 0 };
@@ -773,6 +772,7 @@ tap_mser_get_slow(tap_mfam_t *f, const char **v)
         name = f->def->name;
         tap_metric_add(f->reg->overflow, &name, 1.0);
     }
+    *folded_out = folded;
     return s;
 }
 
@@ -780,10 +780,10 @@ tap_mser_get_slow(tap_mfam_t *f, const char **v)
 /*
  * The series of these label values, created on first use; NULL when out of
  * memory.  The fast path (values already normalized, series known) does not
- * allocate.
+ * allocate.  *folded: set when a value was folded into "other" (and counted).
  */
 static tap_mser_t *
-tap_mser_get(tap_mfam_t *f, const char *const *values)
+tap_mser_get(tap_mfam_t *f, const char *const *values, int *folded)
 {
     const char  *v[TAP_METRIC_MAX_LABELS] = { NULL };
     size_t       len[TAP_METRIC_MAX_LABELS] = { 0 };
@@ -793,6 +793,7 @@ tap_mser_get(tap_mfam_t *f, const char *const *values)
 
     n = f->def->nlabels;
     slow = 0;
+    *folded = 0;
     for (i = 0; i < n; i++) {
         v[i] = values != NULL ? values[i] : NULL;
         if (v[i] != NULL && v[i][0] == '\0') {
@@ -817,7 +818,7 @@ tap_mser_get(tap_mfam_t *f, const char *const *values)
             return s;
         }
     }
-    return tap_mser_get_slow(f, v);
+    return tap_mser_get_slow(f, v, folded);
 }
 
 
@@ -829,12 +830,14 @@ tap_mser_get(tap_mfam_t *f, const char *const *values)
 static tap_mser_t *
 tap_metric_number_series(tap_mfam_t *f, const char *const *values, double v)
 {
+    int  folded;
+
     if (f == NULL || isnan(v) || f->def->kind == TAP_METRIC_HISTOGRAM
         || (f->def->kind == TAP_METRIC_COUNTER && v < 0.0))
     {
         return NULL;
     }
-    return tap_mser_get(f, values);
+    return tap_mser_get(f, values, &folded);
 }
 
 
@@ -860,26 +863,19 @@ tap_metric_set(tap_mfam_t *f, const char *const *values, double v)
 }
 
 
-void
-tap_metric_observe(tap_mfam_t *f, const char *const *values, double v)
+/* Adds v to histogram s of f. */
+static void
+tap_mser_observe(const tap_mfam_t *f, tap_mser_t *s, double v)
 {
-    tap_mser_t  *s;
-    size_t       lo, hi, mid;
-
-    if (f == NULL || isnan(v) || f->def->kind != TAP_METRIC_HISTOGRAM) {
-        return;
-    }
-    s = tap_mser_get(f, values);
-    if (s == NULL) {
-        return;
-    }
+    const double  *bounds = f->def->bounds;
+    size_t         lo, hi, mid;
 
     /* bucket i holds (bounds[i-1], bounds[i]]: the first bound >= v */
     lo = 0;
     hi = f->def->nbounds;
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        if (v <= f->def->bounds[mid]) {
+        if (v <= bounds[mid]) {
             hi = mid;
         } else {
             lo = mid + 1;
@@ -898,13 +894,47 @@ tap_metric_observe(tap_mfam_t *f, const char *const *values, double v)
 
 
 void
+tap_metric_observe(tap_mfam_t *f, const char *const *values, double v)
+{
+    tap_metric_observe_keep(f, values, v);
+}
+
+
+tap_mser_t *
+tap_metric_observe_keep(tap_mfam_t *f, const char *const *values, double v)
+{
+    tap_mser_t  *s;
+    int          folded;
+
+    if (f == NULL || isnan(v) || f->def->kind != TAP_METRIC_HISTOGRAM) {
+        return NULL;
+    }
+    s = tap_mser_get(f, values, &folded);
+    if (s == NULL) {
+        return NULL;
+    }
+    tap_mser_observe(f, s, v);
+    return folded ? NULL : s;
+}
+
+
+void
+tap_metric_observe_at(tap_mfam_t *f, tap_mser_t *s, double v)
+{
+    if (!isnan(v)) {
+        tap_mser_observe(f, s, v);
+    }
+}
+
+
+void
 tap_metric_set_histogram(tap_mfam_t *f, const char *const *values, const uint64_t *counts,
     uint64_t count, double sum, double min, double max)
 {
     tap_mser_t  *s;
     uint64_t     total;
     size_t       nb, b;
-    int          reset;
+    int          reset, folded;
 
     if (f == NULL || f->def->kind != TAP_METRIC_HISTOGRAM || counts == NULL || isnan(sum)
         || (count > 0 && (isnan(min) || isnan(max) || min > max)))
@@ -922,7 +952,7 @@ tap_metric_set_histogram(tap_mfam_t *f, const char *const *values, const uint64_
     if (total != count) {
         return;
     }
-    s = tap_mser_get(f, values);
+    s = tap_mser_get(f, values, &folded);
     if (s == NULL) {
         return;
     }

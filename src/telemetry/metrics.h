@@ -49,6 +49,7 @@ typedef enum {
 
 typedef struct tap_mreg_s  tap_mreg_t;
 typedef struct tap_mfam_s  tap_mfam_t;
+typedef struct tap_mser_s  tap_mser_t;
 
 typedef struct tap_mfam_def_s {
     const char          *name;         /* OpenTelemetry name, e.g. "gen_ai.client.token.usage" */
@@ -95,6 +96,20 @@ tap_mfam_t *tap_mreg_add(tap_mreg_t *r, const tap_mfam_def_t *def);
 void tap_metric_add(tap_mfam_t *f, const char *const *values, double v);      /* counter += v */
 void tap_metric_set(tap_mfam_t *f, const char *const *values, double v);      /* gauge, or a counter's cumulative value */
 void tap_metric_observe(tap_mfam_t *f, const char *const *values, double v);  /* histogram */
+
+/*
+ * For a caller that records the same label values into a histogram again
+ * and again (the telemetry hub, per exchange): tap_metric_observe_keep()
+ * records like tap_metric_observe() and returns the series v went to, which
+ * tap_metric_observe_at() records into again without looking the values up.
+ * It returns NULL when v was ignored, when out of memory, and when a value
+ * was folded into "other": each such recording must go through the lookup,
+ * which counts it in infertap.metrics.label_overflow.  A series stays valid
+ * until tap_metric_clear() of its family.  tap_metric_observe_at() ignores a
+ * NaN v, like tap_metric_observe().
+ */
+tap_mser_t *tap_metric_observe_keep(tap_mfam_t *f, const char *const *values, double v);
+void tap_metric_observe_at(tap_mfam_t *f, tap_mser_t *s, double v);
 
 /*
  * A histogram's cumulative state, kept elsewhere (latency shards of the

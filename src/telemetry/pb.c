@@ -28,8 +28,9 @@ tap_arena_init(tap_arena_t *a)
 }
 
 
-void *
-tap_arena_alloc(tap_arena_t *a, size_t n)
+/* n bytes, not zeroed; NULL (and a->failed set) when out of memory. */
+static void *
+tap_arena_take(tap_arena_t *a, size_t n)
 {
     tap_arena_blk_t  *b;
     size_t            size;
@@ -56,7 +57,18 @@ tap_arena_alloc(tap_arena_t *a, size_t n)
     }
     p = (char *) a->head->data + a->used;
     a->used += n;
-    memset(p, 0, n);
+    return p;
+}
+
+
+void *
+tap_arena_alloc(tap_arena_t *a, size_t n)
+{
+    void  *p = tap_arena_take(a, n);
+
+    if (p != NULL) {
+        memset(p, 0, n);
+    }
     return p;
 }
 
@@ -177,33 +189,133 @@ tap_pb_ld_len(size_t n)
 }
 
 
+/* Makes room for n more bytes in at->wire.  Returns TAP_OK or TAP_ERROR. */
+static int
+tap_wire_grow(tap_attrs_t *at, size_t n)
+{
+    size_t    cap;
+    uint8_t  *nw;
+
+    cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + n), 2048);
+    nw = tap_arena_take(at->a, cap);
+    if (nw == NULL) {
+        return TAP_ERROR;
+    }
+    if (at->wlen > 0) {
+        memcpy(nw, at->wire, at->wlen);
+    }
+    at->wire = nw;
+    at->wcap = cap;
+    return TAP_OK;
+}
+
+
+/*
+ * Room for n more bytes at the end of at->wire, taken (at->wlen moves past
+ * them); NULL when out of memory.  The first buffer is large enough for the
+ * attributes of most spans and log records, so most never grow.
+ */
+static inline uint8_t *
+tap_wire_take(tap_attrs_t *at, size_t n)
+{
+    uint8_t  *p;
+
+    if (at->wlen + n > at->wcap && tap_wire_grow(at, n) != TAP_OK) {
+        return NULL;
+    }
+    p = at->wire + at->wlen;
+    at->wlen += n;
+    return p;
+}
+
+
+void
+tap_wire_varint(tap_attrs_t *at, unsigned field, uint64_t v)
+{
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3) + tap_pb_varint_len(v));
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3);
+        tap_pb_varint(p, v);
+    }
+}
+
+
+static void
+tap_wire_fixed(tap_attrs_t *at, unsigned field, unsigned type, uint64_t v, unsigned n)
+{
+    uint8_t   *p = tap_wire_take(at, tap_pb_varint_len(field << 3) + n);
+    unsigned   k;
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | type);
+        for (k = 0; k < n; k++) {
+            *p++ = (uint8_t) (v >> (8 * k));
+        }
+    }
+}
+
+
+void
+tap_wire_fixed64(tap_attrs_t *at, unsigned field, uint64_t v)
+{
+    tap_wire_fixed(at, field, 1, v, 8);
+}
+
+
+void
+tap_wire_fixed32(tap_attrs_t *at, unsigned field, uint32_t v)
+{
+    tap_wire_fixed(at, field, 5, v, 4);
+}
+
+
+void
+tap_wire_bytes(tap_attrs_t *at, unsigned field, const void *data, size_t n)
+{
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3 | 2) + tap_pb_varint_len(n) + n);
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | 2);
+        p = tap_pb_varint(p, n);
+        memcpy(p, data, n);
+    }
+}
+
+
+void
+tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n)
+{
+    size_t    alen = tap_pb_ld_len(n);
+    uint8_t  *p = tap_wire_take(at, tap_pb_varint_len(field << 3 | 2) + tap_pb_varint_len(alen)
+                                    + alen);
+
+    if (p != NULL) {
+        p = tap_pb_varint(p, field << 3 | 2);
+        p = tap_pb_varint(p, alen);
+        *p++ = 0x0a;                            /* AnyValue.string_value */
+        p = tap_pb_varint(p, n);
+        memcpy(p, s, n);
+    }
+}
+
+
 /*
  * Writes the field, the KeyValue around an AnyValue of alen bytes, and its
  * key; returns where the AnyValue's alen bytes go, or NULL when out of memory.
  */
 static uint8_t *
-tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
+tap_attr_wire(tap_attrs_t *at, const char *key, size_t klen, size_t alen)
 {
-    size_t    klen = strlen(key), kvlen, total, cap;
+    size_t    kvlen;
     uint64_t  tag = (uint64_t) at->field << 3 | 2;
-    uint8_t  *p, *nw;
+    uint8_t  *p;
 
     kvlen = tap_pb_ld_len(klen) + tap_pb_ld_len(alen);
-    total = tap_pb_varint_len(tag) + tap_pb_varint_len(kvlen) + kvlen;
-    if (at->wlen + total > at->wcap) {
-        cap = TAP_MAX(TAP_MAX(2 * at->wcap, at->wlen + total), 1024);
-        nw = tap_arena_alloc(at->a, cap);
-        if (nw == NULL) {
-            return NULL;
-        }
-        if (at->wlen > 0) {
-            memcpy(nw, at->wire, at->wlen);
-        }
-        at->wire = nw;
-        at->wcap = cap;
+    p = tap_wire_take(at, tap_pb_varint_len(tag) + tap_pb_varint_len(kvlen) + kvlen);
+    if (p == NULL) {
+        return NULL;
     }
-    p = at->wire + at->wlen;
-    at->wlen += total;
     at->n++;
 
     p = tap_pb_varint(p, tag);
@@ -218,12 +330,11 @@ tap_attr_wire(tap_attrs_t *at, const char *key, size_t alen)
 
 
 static void
-tap_attr_wire_str(tap_attrs_t *at, const char *key, const char *s, size_t len)
+tap_attr_wire_str(tap_attrs_t *at, const char *key, size_t klen, const char *s, size_t len)
 {
     uint8_t  *p;
 
-    len = strnlen(s, len);                      /* as the copy in message mode */
-    p = tap_attr_wire(at, key, tap_pb_ld_len(len));
+    p = tap_attr_wire(at, key, klen, tap_pb_ld_len(len));
     if (p != NULL) {
         *p++ = 0x0a;                            /* AnyValue.string_value */
         p = tap_pb_varint(p, len);
@@ -233,9 +344,9 @@ tap_attr_wire_str(tap_attrs_t *at, const char *key, const char *s, size_t len)
 
 
 static void
-tap_attr_wire_int(tap_attrs_t *at, const char *key, int64_t i)
+tap_attr_wire_int(tap_attrs_t *at, const char *key, size_t klen, int64_t i)
 {
-    uint8_t  *p = tap_attr_wire(at, key, 1 + tap_pb_varint_len((uint64_t) i));
+    uint8_t  *p = tap_attr_wire(at, key, klen, 1 + tap_pb_varint_len((uint64_t) i));
 
     if (p != NULL) {
         *p++ = 0x18;                            /* AnyValue.int_value */
@@ -245,9 +356,9 @@ tap_attr_wire_int(tap_attrs_t *at, const char *key, int64_t i)
 
 
 static void
-tap_attr_wire_double(tap_attrs_t *at, const char *key, double d)
+tap_attr_wire_double(tap_attrs_t *at, const char *key, size_t klen, double d)
 {
-    uint8_t   *p = tap_attr_wire(at, key, 9);
+    uint8_t   *p = tap_attr_wire(at, key, klen, 9);
     uint64_t   bits;
     unsigned   k;
 
@@ -262,9 +373,9 @@ tap_attr_wire_double(tap_attrs_t *at, const char *key, double d)
 
 
 static void
-tap_attr_wire_bool(tap_attrs_t *at, const char *key, int b)
+tap_attr_wire_bool(tap_attrs_t *at, const char *key, size_t klen, int b)
 {
-    uint8_t  *p = tap_attr_wire(at, key, 2);
+    uint8_t  *p = tap_attr_wire(at, key, klen, 2);
 
     if (p != NULL) {
         *p++ = 0x10;                            /* AnyValue.bool_value */
@@ -282,7 +393,7 @@ tap_attr_wire_strs(tap_attrs_t *at, const char *key, const char *const *s, size_
     for (i = 0; i < n; i++) {
         arr += tap_pb_ld_len(tap_pb_ld_len(strlen(s[i])));
     }
-    p = tap_attr_wire(at, key, tap_pb_ld_len(arr));
+    p = tap_attr_wire(at, key, strlen(key), tap_pb_ld_len(arr));
     if (p == NULL) {
         return;
     }
@@ -335,13 +446,13 @@ tap_attr_new(tap_attrs_t *at, const char *key)
 
 
 void
-tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
+tap_attrk_str(tap_attrs_t *at, const char *key, size_t klen, const char *s, size_t len)
 {
     tap_pb_any_t  *v;
     char          *copy;
 
     if (at->field != 0) {
-        tap_attr_wire_str(at, key, s, len);
+        tap_attr_wire_str(at, key, klen, s, len);
         return;
     }
     v = tap_attr_new(at, key);
@@ -354,19 +465,12 @@ tap_attr_strn(tap_attrs_t *at, const char *key, const char *s, size_t len)
 
 
 void
-tap_attr_str(tap_attrs_t *at, const char *key, const char *s)
-{
-    tap_attr_strn(at, key, s, strlen(s));
-}
-
-
-void
-tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
+tap_attrk_int(tap_attrs_t *at, const char *key, size_t klen, int64_t i)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_int(at, key, i);
+        tap_attr_wire_int(at, key, klen, i);
         return;
     }
     v = tap_attr_new(at, key);
@@ -378,12 +482,12 @@ tap_attr_int(tap_attrs_t *at, const char *key, int64_t i)
 
 
 void
-tap_attr_double(tap_attrs_t *at, const char *key, double d)
+tap_attrk_double(tap_attrs_t *at, const char *key, size_t klen, double d)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_double(at, key, d);
+        tap_attr_wire_double(at, key, klen, d);
         return;
     }
     v = tap_attr_new(at, key);
@@ -395,12 +499,12 @@ tap_attr_double(tap_attrs_t *at, const char *key, double d)
 
 
 void
-tap_attr_bool(tap_attrs_t *at, const char *key, int b)
+tap_attrk_bool(tap_attrs_t *at, const char *key, size_t klen, int b)
 {
     tap_pb_any_t  *v;
 
     if (at->field != 0) {
-        tap_attr_wire_bool(at, key, b);
+        tap_attr_wire_bool(at, key, klen, b);
         return;
     }
     v = tap_attr_new(at, key);
@@ -450,7 +554,7 @@ tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *s, size_t n)
 
 
 void
-tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
+tap_attrk_hex64(tap_attrs_t *at, const char *key, size_t klen, uint64_t x)
 {
     static const char  digits[] = "0123456789abcdef";
     char               buf[16];
@@ -459,7 +563,7 @@ tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t x)
     for (i = 15; i >= 0; i--, x >>= 4) {
         buf[i] = digits[x & 0xf];
     }
-    tap_attr_strn(at, key, buf, 16);
+    tap_attrk_str(at, key, klen, buf, 16);
 }
 
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "otlp_collector_logs.pb-c.h"
 #include "otlp_collector_metrics.pb-c.h"
@@ -90,11 +91,12 @@ void tap_arena_free(tap_arena_t *a);
  *
  * In wire mode (tap_attrs_init_wire) each attribute is encoded at once, as
  * the parent message's repeated KeyValue field number `field` (tag, length,
- * KeyValue), into at->wire, and those bytes are written after the packed
- * parent (tap_tel_item_t).  Protobuf lets a message's fields come in any
- * order, so the parent decodes exactly as if protobuf-c had packed its
- * KeyValues, which costs far more: protobuf-c sizes a nested message again
- * for every level above it, and an attribute is three levels down in a span.
+ * KeyValue), into at->wire, after the parent's own fields (tap_wire_*
+ * below): the parent message is written whole, without protobuf-c, which
+ * sizes a nested message again for every level above it (an attribute is
+ * three levels down in a span) and walks descriptor tables for each field.
+ * Protobuf lets a message's fields come in any order, so attributes after
+ * the other fields decode exactly as if protobuf-c had packed them.
  */
 typedef struct tap_attrs_s {
     tap_arena_t   *a;
@@ -109,14 +111,79 @@ typedef struct tap_attrs_s {
 
 void tap_attrs_init(tap_attrs_t *at, tap_arena_t *a);
 void tap_attrs_init_wire(tap_attrs_t *at, tap_arena_t *a, unsigned field);
-void tap_attr_str(tap_attrs_t *at, const char *key, const char *v);
-void tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len);
-void tap_attr_int(tap_attrs_t *at, const char *key, int64_t v);
-void tap_attr_double(tap_attrs_t *at, const char *key, double v);
-void tap_attr_bool(tap_attrs_t *at, const char *key, int v);
 void tap_attr_strs(tap_attrs_t *at, const char *key, const char *const *v, size_t n);
+
+/*
+ * The builders below take the key's length from the inline wrappers after
+ * them, where it is a constant when the key is a literal (every key but the
+ * configured resource attributes): no strlen per attribute.  A string value
+ * is taken whole (tap_attr_str) or up to its first NUL within len bytes
+ * (tap_attr_strn).
+ */
+void tap_attrk_str(tap_attrs_t *at, const char *key, size_t klen, const char *v, size_t len);
+void tap_attrk_int(tap_attrs_t *at, const char *key, size_t klen, int64_t v);
+void tap_attrk_double(tap_attrs_t *at, const char *key, size_t klen, double v);
+void tap_attrk_bool(tap_attrs_t *at, const char *key, size_t klen, int v);
+void tap_attrk_hex64(tap_attrs_t *at, const char *key, size_t klen, uint64_t v);
+
+
+static inline void
+tap_attr_str(tap_attrs_t *at, const char *key, const char *v)
+{
+    tap_attrk_str(at, key, strlen(key), v, strlen(v));
+}
+
+
+static inline void
+tap_attr_strn(tap_attrs_t *at, const char *key, const char *v, size_t len)
+{
+    tap_attrk_str(at, key, strlen(key), v, strnlen(v, len));
+}
+
+
+static inline void
+tap_attr_int(tap_attrs_t *at, const char *key, int64_t v)
+{
+    tap_attrk_int(at, key, strlen(key), v);
+}
+
+
+static inline void
+tap_attr_double(tap_attrs_t *at, const char *key, double v)
+{
+    tap_attrk_double(at, key, strlen(key), v);
+}
+
+
+static inline void
+tap_attr_bool(tap_attrs_t *at, const char *key, int v)
+{
+    tap_attrk_bool(at, key, strlen(key), v);
+}
+
+
 /* 16 lowercase hex digits of v. */
-void tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v);
+static inline void
+tap_attr_hex64(tap_attrs_t *at, const char *key, uint64_t v)
+{
+    tap_attrk_hex64(at, key, strlen(key), v);
+}
+
+
+/*
+ * Wire mode: the parent's own fields, written as they come.  Called before
+ * any attribute and in field number order, they give the bytes protobuf-c
+ * packs for those fields (varint: int, enum and uint fields; fixed64 and
+ * fixed32; bytes: bytes, strings, and messages already encoded, such as a
+ * nested tap_attrs_t's wire), so the parent is what protobuf-c would make
+ * of it followed by its attributes.
+ */
+void tap_wire_varint(tap_attrs_t *at, unsigned field, uint64_t v);
+void tap_wire_fixed64(tap_attrs_t *at, unsigned field, uint64_t v);
+void tap_wire_fixed32(tap_attrs_t *at, unsigned field, uint32_t v);
+void tap_wire_bytes(tap_attrs_t *at, unsigned field, const void *data, size_t n);
+/* An AnyValue field holding the string s[0..n). */
+void tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n);
 
 /*
  * The resource every request carries: service.name, the telemetry.sdk.*

@@ -18,6 +18,12 @@
  * carries infertap's own analysis under "infertap." and an event at the first
  * token.  The log record mirrors the access-log line, field for field, tied
  * to the SERVER span.
+ *
+ * Encoding.  Each span and log record is written straight into the protobuf
+ * wire format (pb.h, wire mode): its own fields in field number order, as
+ * protobuf-c packed them, then its attributes.  A message built for
+ * protobuf-c and packed cost more than all the attributes: sizing, then
+ * packing, a dozen optional fields through descriptor tables.
  */
 
 #include "config.h"
@@ -35,67 +41,81 @@
 #define TAP_STATUS_ERROR    OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR
 #define TAP_SEV(s)          OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_##s
 
-/* Span.flags: the W3C trace flags, plus "has_is_remote" and "is_remote" (bits 8 and 9). */
-/* the attributes fields of Span and LogRecord, encoded in wire mode (pb.h) */
+/* Field numbers (proto/otlp_trace.proto, otlp_logs.proto, otlp_common.proto). */
+#define TAP_SPAN_TRACE_ID          1
+#define TAP_SPAN_SPAN_ID           2
+#define TAP_SPAN_PARENT_SPAN_ID    4
+#define TAP_SPAN_NAME              5
+#define TAP_SPAN_KIND_FIELD        6
+#define TAP_SPAN_START             7
+#define TAP_SPAN_END               8
 #define TAP_SPAN_ATTRIBUTES        9
+#define TAP_SPAN_EVENTS            11
+#define TAP_SPAN_STATUS            15
+#define TAP_SPAN_FLAGS             16
+#define TAP_EVENT_TIME             1
+#define TAP_EVENT_NAME             2
+#define TAP_EVENT_ATTRIBUTES       3
+#define TAP_STATUS_CODE            3
+#define TAP_LOG_TIME               1
+#define TAP_LOG_SEVERITY_NUMBER    2
+#define TAP_LOG_SEVERITY_TEXT      3
+#define TAP_LOG_BODY               5
 #define TAP_LOG_ATTRIBUTES         6
+#define TAP_LOG_FLAGS              8
+#define TAP_LOG_TRACE_ID           9
+#define TAP_LOG_SPAN_ID            10
+#define TAP_LOG_OBSERVED_TIME      11
 
+/* Span.flags: the W3C trace flags, plus "has_is_remote" and "is_remote" (bits 8 and 9). */
 #define TAP_SPAN_FLAGS_HAS_REMOTE  0x100
 #define TAP_SPAN_FLAGS_REMOTE      0x200
 
 
-static ProtobufCBinaryData
-tap_span_bytes(tap_arena_t *a, const uint8_t *p, size_t n)
+/* "a b", or "a" when b is NULL, in buf of size bytes, cut as snprintf would; returns the length. */
+static size_t
+tap_span_name(char *buf, size_t size, const char *a, const char *b)
 {
-    ProtobufCBinaryData  b;
+    size_t  n;
 
-    b.data = tap_arena_alloc(a, n);
-    b.len = b.data != NULL ? n : 0;
-    if (b.data != NULL) {
-        memcpy(b.data, p, n);
+    n = tap_cpystr(buf, a, size - 1);
+    if (b != NULL && n < size - 1) {
+        buf[n++] = ' ';
+        n += tap_cpystr(buf + n, b, size - 1 - n);
     }
-    return b;
+    return n;
 }
 
 
-static tap_pb_span_t *
-tap_span_new(tap_arena_t *a, const tap_exchange_t *ex, const uint8_t *id, const uint8_t *parent,
-    int kind, int64_t start, int64_t end)
-{
-    tap_pb_span_t  *sp = TAP_ARENA_NEW(a, tap_pb_span_t);
-
-    if (sp == NULL) {
-        return NULL;
-    }
-    opentelemetry__proto__trace__v1__span__init(sp);
-    sp->has_trace_id = sp->has_span_id = 1;
-    sp->trace_id = tap_span_bytes(a, ex->trace_id, 16);
-    sp->span_id = tap_span_bytes(a, id, 8);
-    if (parent != NULL) {
-        sp->has_parent_span_id = 1;
-        sp->parent_span_id = tap_span_bytes(a, parent, 8);
-    }
-    sp->has_kind = 1;
-    sp->kind = kind;
-    sp->has_start_time_unix_nano = sp->has_end_time_unix_nano = 1;
-    sp->start_time_unix_nano = tap_trec_wall(ex, start);
-    sp->end_time_unix_nano = tap_trec_wall(ex, end > start ? end : start);
-    return sp;
-}
-
-
+/*
+ * Starts a span in at (wire mode): every field but its attributes, which
+ * follow.  events: its Event messages, already encoded; err: the status is
+ * ERROR when not NULL.
+ */
 static void
-tap_span_status(tap_arena_t *a, tap_pb_span_t *sp, const char *err)
+tap_span_begin(tap_attrs_t *at, const tap_exchange_t *ex, const uint8_t *id,
+    const uint8_t *parent, int kind, int64_t start, int64_t end, const char *name, size_t nlen,
+    const tap_attrs_t *events, size_t nevents, const char *err, uint32_t flags)
 {
-    tap_pb_status_t  *st;
+    static const uint8_t  status_error[] = { TAP_STATUS_CODE << 3, TAP_STATUS_ERROR };
+    size_t                i;
 
-    if (err == NULL || (st = TAP_ARENA_NEW(a, tap_pb_status_t)) == NULL) {
-        return;
+    tap_wire_bytes(at, TAP_SPAN_TRACE_ID, ex->trace_id, 16);
+    tap_wire_bytes(at, TAP_SPAN_SPAN_ID, id, 8);
+    if (parent != NULL) {
+        tap_wire_bytes(at, TAP_SPAN_PARENT_SPAN_ID, parent, 8);
     }
-    opentelemetry__proto__trace__v1__status__init(st);
-    st->has_code = 1;
-    st->code = TAP_STATUS_ERROR;
-    sp->status = st;
+    tap_wire_bytes(at, TAP_SPAN_NAME, name, nlen);
+    tap_wire_varint(at, TAP_SPAN_KIND_FIELD, (uint64_t) kind);
+    tap_wire_fixed64(at, TAP_SPAN_START, tap_trec_wall(ex, start));
+    tap_wire_fixed64(at, TAP_SPAN_END, tap_trec_wall(ex, end > start ? end : start));
+    for (i = 0; i < nevents; i++) {
+        tap_wire_bytes(at, TAP_SPAN_EVENTS, events[i].wire, events[i].wlen);
+    }
+    if (err != NULL) {
+        tap_wire_bytes(at, TAP_SPAN_STATUS, status_error, sizeof(status_error));
+    }
+    tap_wire_fixed32(at, TAP_SPAN_FLAGS, flags);
 }
 
 
@@ -204,28 +224,20 @@ tap_span_genai(tap_attrs_t *at, const tap_exchange_t *ex)
 }
 
 
-/* The anomaly event of the CLIENT span: its kind and numbers. */
-static tap_pb_event_t *
-tap_span_anomaly_event(tap_arena_t *a, const tap_exchange_t *ex, const tap_prompt_anomaly_t *an)
+/* An Event of the CLIENT span, encoded in ev; an: the anomaly event's kind and numbers. */
+static void
+tap_span_event(tap_attrs_t *ev, tap_arena_t *a, const tap_exchange_t *ex, int64_t t,
+    const char *name, const tap_prompt_anomaly_t *an)
 {
-    tap_pb_event_t  *ev = TAP_ARENA_NEW(a, tap_pb_event_t);
-    tap_attrs_t      at;
-
-    if (ev == NULL) {
-        return NULL;
+    tap_attrs_init_wire(ev, a, TAP_EVENT_ATTRIBUTES);
+    tap_wire_fixed64(ev, TAP_EVENT_TIME, tap_trec_wall(ex, t));
+    tap_wire_bytes(ev, TAP_EVENT_NAME, name, strlen(name));
+    if (an != NULL) {
+        tap_attr_str(ev, "infertap.anomaly.kind", an->reason);
+        if (an->detail[0] != '\0') {
+            tap_attr_str(ev, "infertap.anomaly.detail", an->detail);
+        }
     }
-    opentelemetry__proto__trace__v1__span__event__init(ev);
-    ev->has_time_unix_nano = 1;
-    ev->time_unix_nano = tap_trec_wall(ex, ex->last_byte ? ex->last_byte : ex->t0);
-    ev->name = "infertap.anomaly";
-    tap_attrs_init(&at, a);
-    tap_attr_str(&at, "infertap.anomaly.kind", an->reason);
-    if (an->detail[0] != '\0') {
-        tap_attr_str(&at, "infertap.anomaly.detail", an->detail);
-    }
-    ev->attributes = at.kv;
-    ev->n_attributes = at.n;
-    return ev;
 }
 
 
@@ -234,69 +246,61 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
     const tap_prompt_t *prompt, tap_tel_item_t *out)
 {
     const tap_exchange_t  *ex = &r->ex;
-    tap_pb_span_t         *srv, *cli;
-    tap_pb_event_t        *evp, **evs;
-    tap_attrs_t            at;
+    tap_attrs_t            at, ev[2];
     char                   name[TAP_TREC_PATH_MAX + TAP_GEN_STR], ebuf[16], host[80], port[8];
     const char            *err;
     int64_t                end = ex->last_byte ? ex->last_byte : ex->t0;
-    unsigned               flags;
+    uint32_t               flags;
+    size_t                 nlen, nev;
 
     flags = ex->trace_flags | TAP_SPAN_FLAGS_HAS_REMOTE;
 
     /* SERVER */
-    srv = tap_span_new(a, ex, ex->span_id, ex->has_parent ? ex->parent_span_id : NULL,
-        TAP_SPAN_KIND(SERVER), ex->t0, end);
-    if (srv == NULL) {
-        return 0;
-    }
-    srv->has_flags = 1;
-    srv->flags = flags | (ex->has_parent ? TAP_SPAN_FLAGS_REMOTE : 0);
-    if (ex->analysed && ex->gen.operation != NULL) {
-        snprintf(name, sizeof(name), "%s %s", ex->method, r->path);
-    } else {
-        snprintf(name, sizeof(name), "%s", ex->method);
-    }
-    srv->name = tap_arena_strdup(a, name);
+    nlen = tap_span_name(name, sizeof(name), ex->method,
+        ex->analysed && ex->gen.operation != NULL ? r->path : NULL);
+    err = tap_tel_error_type(ex, 0, ebuf, sizeof(ebuf));
     tap_attrs_init_wire(&at, a, TAP_SPAN_ATTRIBUTES);
+    tap_span_begin(&at, ex, ex->span_id, ex->has_parent ? ex->parent_span_id : NULL,
+        TAP_SPAN_KIND(SERVER), ex->t0, end, name, nlen, NULL, 0, err,
+        flags | (ex->has_parent ? TAP_SPAN_FLAGS_REMOTE : 0));
     tap_attr_str(&at, "http.request.method", ex->method);
     tap_attr_str(&at, "url.path", r->path);
     if (ex->status > 0) {
         tap_attr_int(&at, "http.response.status_code", ex->status);
     }
     tap_attr_str(&at, "infertap.request_id", ex->request_id);
-    err = tap_tel_error_type(ex, 0, ebuf, sizeof(ebuf));
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }
-    tap_span_status(a, srv, err);
-    out[0] = (tap_tel_item_t) { &srv->base, at.wire, at.wlen };
+    out[0] = (tap_tel_item_t) { at.wire, at.wlen };
 
     if (ex->upstream_start == 0) {
         return 1;
     }
 
     /* CLIENT */
-    cli = tap_span_new(a, ex, ex->client_span_id, ex->span_id, TAP_SPAN_KIND(CLIENT),
-        ex->upstream_start, end);
-    if (cli == NULL) {
-        return 1;
-    }
-    cli->has_flags = 1;
-    cli->flags = flags;
-    tap_attrs_init_wire(&at, a, TAP_SPAN_ATTRIBUTES);
     if (ex->analysed && ex->gen.operation != NULL) {
-        if (ex->gen.model[0]) {
-            snprintf(name, sizeof(name), "%s %s", ex->gen.operation, ex->gen.model);
-        } else {
-            snprintf(name, sizeof(name), "%s", ex->gen.operation);
-        }
-        tap_span_genai(&at, ex);
+        nlen = tap_span_name(name, sizeof(name), ex->gen.operation,
+            ex->gen.model[0] ? ex->gen.model : NULL);
     } else {
-        snprintf(name, sizeof(name), "%s", ex->method);
+        nlen = tap_span_name(name, sizeof(name), ex->method, NULL);
     }
-    cli->name = tap_arena_strdup(a, name);
+    nev = 0;
+    if (ex->gen.first_token > 0) {
+        tap_span_event(&ev[nev++], a, ex, ex->gen.first_token, "infertap.first_token", NULL);
+    }
+    if (an != NULL && an->reason != NULL) {
+        tap_span_event(&ev[nev++], a, ex, ex->last_byte ? ex->last_byte : ex->t0,
+            "infertap.anomaly", an);
+    }
+    err = tap_tel_error_type(ex, 1, ebuf, sizeof(ebuf));
+    tap_attrs_init_wire(&at, a, TAP_SPAN_ATTRIBUTES);
+    tap_span_begin(&at, ex, ex->client_span_id, ex->span_id, TAP_SPAN_KIND(CLIENT),
+        ex->upstream_start, end, name, nlen, ev, nev, err, flags);
 
+    if (ex->analysed && ex->gen.operation != NULL) {
+        tap_span_genai(&at, ex);
+    }
     tap_tel_split_addr(ex->upstream, host, sizeof(host), port, sizeof(port));
     if (host[0] != '\0') {
         tap_attr_str(&at, "server.address", host);
@@ -327,30 +331,33 @@ tap_tel_spans(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *a
                 tap_prompt_stat_stddev(&prompt->e2e));
         }
     }
-    err = tap_tel_error_type(ex, 1, ebuf, sizeof(ebuf));
     if (err != NULL) {
         tap_attr_str(&at, "error.type", err);
     }
-    tap_span_status(a, cli, err);
-
-    evs = tap_arena_alloc(a, 2 * sizeof(tap_pb_event_t *));
-    if (evs != NULL) {
-        if (ex->gen.first_token > 0 && (evp = TAP_ARENA_NEW(a, tap_pb_event_t)) != NULL) {
-            opentelemetry__proto__trace__v1__span__event__init(evp);
-            evp->has_time_unix_nano = 1;
-            evp->time_unix_nano = tap_trec_wall(ex, ex->gen.first_token);
-            evp->name = "infertap.first_token";
-            evs[cli->n_events++] = evp;
-        }
-        if (an != NULL && an->reason != NULL
-            && (evp = tap_span_anomaly_event(a, ex, an)) != NULL)
-        {
-            evs[cli->n_events++] = evp;
-        }
-        cli->events = evs;
-    }
-    out[1] = (tap_tel_item_t) { &cli->base, at.wire, at.wlen };
+    out[1] = (tap_tel_item_t) { at.wire, at.wlen };
     return 2;
+}
+
+
+/* Writes the decimal digits of i at p; returns the end. */
+static char *
+tap_span_int(char *p, int i)
+{
+    char          tmp[12];
+    size_t        n = 0;
+    unsigned int  u = i < 0 ? 0u - (unsigned int) i : (unsigned int) i;
+
+    do {
+        tmp[n++] = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (i < 0) {
+        *p++ = '-';
+    }
+    while (n > 0) {
+        *p++ = tmp[--n];
+    }
+    return p;
 }
 
 
@@ -360,46 +367,45 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
 {
     const tap_exchange_t  *ex = &r->ex;
     const tap_gen_t       *g = &ex->gen;
-    tap_pb_log_t          *lr = TAP_ARENA_NEW(a, tap_pb_log_t);
-    tap_pb_any_t          *body = TAP_ARENA_NEW(a, tap_pb_any_t);
     tap_attrs_t            at;
     char                   line[TAP_TREC_PATH_MAX + 64], reasons[TAP_GEN_MAX_CHOICES * 25];
+    const char            *sevtext;
     int64_t                end, dur_ns, up_ns;
+    uint64_t               t;
     double                 mean, min, ppl;
-
-    if (lr == NULL || body == NULL) {
-        return 0;
-    }
-    opentelemetry__proto__logs__v1__log_record__init(lr);
-    opentelemetry__proto__common__v1__any_value__init(body);
+    size_t                 n;
+    int                    sev;
 
     end = ex->last_byte ? ex->last_byte : ex->t0;
     dur_ns = end > ex->t0 ? end - ex->t0 : 0;
     up_ns = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
 
-    lr->has_time_unix_nano = lr->has_observed_time_unix_nano = 1;
-    lr->time_unix_nano = lr->observed_time_unix_nano = tap_trec_wall(ex, end);
-    lr->has_trace_id = lr->has_span_id = lr->has_flags = 1;
-    lr->trace_id = tap_span_bytes(a, ex->trace_id, 16);
-    lr->span_id = tap_span_bytes(a, ex->span_id, 8);
-    lr->flags = ex->trace_flags;
-    lr->has_severity_number = 1;
     if (ex->error != NULL || ex->status >= 500 || ex->status == 0) {
-        lr->severity_number = TAP_SEV(ERROR);
-        lr->severity_text = "ERROR";
+        sev = TAP_SEV(ERROR);
+        sevtext = "ERROR";
     } else if (ex->status >= 400) {
-        lr->severity_number = TAP_SEV(WARN);
-        lr->severity_text = "WARN";
+        sev = TAP_SEV(WARN);
+        sevtext = "WARN";
     } else {
-        lr->severity_number = TAP_SEV(INFO);
-        lr->severity_text = "INFO";
+        sev = TAP_SEV(INFO);
+        sevtext = "INFO";
     }
-    snprintf(line, sizeof(line), "%s %s %d", ex->method, r->path, ex->status);
-    body->value_case = TAP_PB_ANY(STRING_VALUE);
-    body->string_value = tap_arena_strdup(a, line);
-    lr->body = body;
 
+    /* "{method} {path} {status}": line has room for the longest method and path */
+    n = tap_span_name(line, sizeof(line) - 16, ex->method, r->path);
+    line[n++] = ' ';
+    n = (size_t) (tap_span_int(line + n, ex->status) - line);
+
+    t = tap_trec_wall(ex, end);
     tap_attrs_init_wire(&at, a, TAP_LOG_ATTRIBUTES);
+    tap_wire_fixed64(&at, TAP_LOG_TIME, t);
+    tap_wire_varint(&at, TAP_LOG_SEVERITY_NUMBER, (uint64_t) sev);
+    tap_wire_bytes(&at, TAP_LOG_SEVERITY_TEXT, sevtext, strlen(sevtext));
+    tap_wire_any_str(&at, TAP_LOG_BODY, line, n);
+    tap_wire_fixed32(&at, TAP_LOG_FLAGS, ex->trace_flags);
+    tap_wire_bytes(&at, TAP_LOG_TRACE_ID, ex->trace_id, 16);
+    tap_wire_bytes(&at, TAP_LOG_SPAN_ID, ex->span_id, 8);
+    tap_wire_fixed64(&at, TAP_LOG_OBSERVED_TIME, t);
     tap_attr_str(&at, "request_id", ex->request_id);
     tap_attr_str(&at, "method", ex->method);
     tap_attr_str(&at, "path", r->path);
@@ -497,6 +503,6 @@ tap_tel_log(tap_arena_t *a, const tap_trec_t *r, const tap_prompt_anomaly_t *an,
     if (an != NULL && an->reason != NULL) {
         tap_attr_str(&at, "anomaly", an->reason);
     }
-    out[0] = (tap_tel_item_t) { &lr->base, at.wire, at.wlen };
+    out[0] = (tap_tel_item_t) { at.wire, at.wlen };
     return 1;
 }

@@ -9,9 +9,9 @@
  * drain timer runs every 10 ms while traffic flows, every 50 ms otherwise,
  * and /metrics drains before it reads.
  *
- * Per exchange the hub records the metrics, then builds the spans (when
- * kept) and the log record in an arena and packs each at once after the
- * items of the current batch; when the batch holds max_batch items or its
+ * Per exchange the hub records the metrics, then encodes the spans (when
+ * kept) and the log record in an arena (spans.c) and copies each at once
+ * after the items of the current batch; when the batch holds max_batch items or its
  * delay has passed, the request around them is packed (the items travel as
  * bytes: see proto/otlp_collector_trace.proto) and the body goes to every
  * endpoint of the signal.
@@ -34,6 +34,8 @@
 #define TAP_TEL_METRIC_QUEUE  65536
 #define TAP_TEL_TOP_PROMPTS   10
 #define TAP_TEL_BATCH_BYTES   (64 * 1024)   /* first size of a batch's byte buffer */
+#define TAP_TEL_MKEYS         4             /* label sets remembered with their series */
+#define TAP_TEL_MKEY_MAX      512           /* bytes of one label set's values */
 
 /* a resource anomaly must also be this far from the prompt's mean, relatively */
 #define TAP_TEL_ANOMALY_TOLERANCE  0.25
@@ -53,12 +55,52 @@ static const char *const  tap_keep_names[TAP_KEEP_N] = {
     "head", "tail_error", "tail_slow", "tail_tokens", "tail_anomaly", "dropped",
 };
 
+/* What decides the metric series of an exchange (the token types are fixed). */
+typedef enum {
+    TAP_MK_OP = 0,
+    TAP_MK_PROVIDER,
+    TAP_MK_MODEL,
+    TAP_MK_RMODEL,
+    TAP_MK_UPSTREAM,
+    TAP_MK_ERROR,
+    TAP_MK_N,
+} tap_mkey_e;
+
+/* The series an exchange records into, besides infertap.proxy.overhead. */
+typedef enum {
+    TAP_MS_SERVER = 0,
+    TAP_MS_CLIENT,
+    TAP_MS_INPUT,
+    TAP_MS_OUTPUT,
+    TAP_MS_TTFT,
+    TAP_MS_TPOT,
+    TAP_MS_LOGPROB,
+    TAP_MS_SCORE,
+    TAP_MS_N,
+} tap_mser_e;
+
 /*
- * Spans or log records waiting to be sent.  Each is packed when it is
- * recorded, into `bytes`, one after another; its message is built in the
- * arena, which is then reset.  Packing each item once, instead of the whole
- * request at flush time, spares protobuf-c from measuring every span again
- * at each level of nesting above it.
+ * A label set seen lately and the series it went to, so that the next
+ * exchange with the same values (most of them: one model behind a few
+ * upstreams) records without a lookup per family.  The values are kept one
+ * after another in buf, an absent one as "" (which the registry takes as
+ * absent too); a series is NULL until first recorded, and stays NULL when
+ * the registry wants the lookup each time (a value folded by the cap).
+ */
+typedef struct tap_tel_mkey_s {
+    char         buf[TAP_TEL_MKEY_MAX];
+    uint16_t     off[TAP_MK_N];
+    char         host[80];             /* the upstream's, as labels */
+    char         port[8];
+    tap_mser_t  *s[TAP_MS_N];
+} tap_tel_mkey_t;
+
+/*
+ * Spans or log records waiting to be sent.  Each is encoded when it is
+ * recorded and copied into `bytes`, one after another; it is encoded in the
+ * arena, which is then reset.  Encoding each item once, instead of packing
+ * the whole request at flush time, spares protobuf-c from measuring every
+ * span again at each level of nesting above it.
  */
 typedef struct tap_tel_batch_s {
     tap_tel_t            *tel;
@@ -114,6 +156,9 @@ struct tap_tel_s {
     tap_mfam_t             *f_top_requests;
     tap_mfam_t             *f_top_e2e;
     tap_mfam_t             *f_top_distinct;
+    tap_tel_mkey_t          mkeys[TAP_TEL_MKEYS];
+    unsigned                mkey_next; /* the entry replaced next */
+    tap_mser_t             *s_overhead;
 
     tap_prompts_t          *prompts;
     tap_prompts_t          *templates;
@@ -309,68 +354,136 @@ tap_tel_error_type(const tap_exchange_t *ex, int client, char *buf, size_t size)
 }
 
 
+/*
+ * The entry of tel->mkeys holding these values (TAP_MK_N of them, NULL for
+ * absent), made when none does by replacing the oldest; scratch, emptied,
+ * when the values do not fit one.
+ */
+static tap_tel_mkey_t *
+tap_tel_mkey(tap_tel_t *tel, const char *const *kv, tap_tel_mkey_t *scratch)
+{
+    tap_tel_mkey_t  *k;
+    const char      *v[TAP_MK_N];
+    size_t           len[TAP_MK_N], off;
+    unsigned         i, j;
+
+    for (j = 0; j < TAP_MK_N; j++) {
+        v[j] = kv[j] != NULL ? kv[j] : "";
+    }
+    for (i = 0; i < TAP_TEL_MKEYS; i++) {
+        k = &tel->mkeys[i];
+        for (j = 0; j < TAP_MK_N && strcmp(k->buf + k->off[j], v[j]) == 0; j++) {
+            /* compare */
+        }
+        if (j == TAP_MK_N) {
+            return k;
+        }
+    }
+
+    for (j = 0, off = 0; j < TAP_MK_N; j++) {
+        len[j] = strlen(v[j]);
+        off += len[j] + 1;
+    }
+    if (off <= TAP_TEL_MKEY_MAX) {
+        k = &tel->mkeys[tel->mkey_next];
+        tel->mkey_next = (tel->mkey_next + 1) % TAP_TEL_MKEYS;
+        for (j = 0, off = 0; j < TAP_MK_N; j++) {
+            memcpy(k->buf + off, v[j], len[j] + 1);
+            k->off[j] = (uint16_t) off;
+            off += len[j] + 1;
+        }
+    } else {
+        k = scratch;
+    }
+    memset(k->s, 0, sizeof(k->s));
+    tap_tel_split_addr(v[TAP_MK_UPSTREAM], k->host, sizeof(k->host), k->port, sizeof(k->port));
+    return k;
+}
+
+
+/* Records x into the series *s, found (and kept in *s) with the values v when NULL. */
+static void
+tap_tel_observe(tap_mfam_t *f, tap_mser_t **s, const char *const *v, double x)
+{
+    if (*s != NULL) {
+        tap_metric_observe_at(f, *s, x);
+    } else {
+        *s = tap_metric_observe_keep(f, v, x);
+    }
+}
+
+
 static void
 tap_tel_record_metrics(tap_tel_t *tel, const tap_exchange_t *ex)
 {
     const tap_gen_t  *g = &ex->gen;
-    const char       *v[7];
-    char              host[80], port[8], ebuf[16];
+    const char       *v[7], *kv[TAP_MK_N];
+    char              ebuf[16];
+    tap_tel_mkey_t   *k, scratch;
     const char       *err;
     int64_t           end, up_ns;
     double            mean, min, ppl;
 
     end = ex->last_byte ? ex->last_byte : ex->t0;
     up_ns = (ex->upstream_start && end > ex->upstream_start) ? end - ex->upstream_start : 0;
-    tap_metric_observe(tel->f_overhead, NULL,
+    tap_tel_observe(tel->f_overhead, &tel->s_overhead, NULL,
         (double) ((end > ex->t0 ? end - ex->t0 : 0) - up_ns) / 1e9);
 
     if (!ex->analysed || g->operation == NULL) {
         return;
     }
 
-    tap_tel_split_addr(ex->upstream, host, sizeof(host), port, sizeof(port));
     err = tap_tel_error_type(ex, 1, ebuf, sizeof(ebuf));
+    kv[TAP_MK_OP] = g->operation;
+    kv[TAP_MK_PROVIDER] = g->provider;
+    kv[TAP_MK_MODEL] = g->model;
+    kv[TAP_MK_RMODEL] = g->response_model;
+    kv[TAP_MK_UPSTREAM] = ex->upstream;
+    kv[TAP_MK_ERROR] = err;
+    k = tap_tel_mkey(tel, kv, &scratch);
+
     v[TAP_L_OP] = g->operation;
     v[TAP_L_PROVIDER] = g->provider;
     v[TAP_L_MODEL] = g->model[0] ? g->model : NULL;
     v[TAP_L_RMODEL] = g->response_model[0] ? g->response_model : NULL;
-    v[TAP_L_ADDR] = host;
-    v[TAP_L_PORT] = port;
+    v[TAP_L_ADDR] = k->host;
+    v[TAP_L_PORT] = k->port;
 
     v[TAP_L_7] = err;
-    tap_metric_observe(tel->f_server_dur, v, (double) (end - ex->t0) / 1e9);
+    tap_tel_observe(tel->f_server_dur, &k->s[TAP_MS_SERVER], v, (double) (end - ex->t0) / 1e9);
     if (ex->upstream_start) {
-        tap_metric_observe(tel->f_client_dur, v, (double) up_ns / 1e9);
+        tap_tel_observe(tel->f_client_dur, &k->s[TAP_MS_CLIENT], v, (double) up_ns / 1e9);
     }
 
     /* reported (or counted) tokens only: estimates are not usage */
     if (g->tokens_estimated != 1) {
         if (g->prompt_tokens >= 0) {
             v[TAP_L_7] = "input";
-            tap_metric_observe(tel->f_tokens, v, (double) g->prompt_tokens);
+            tap_tel_observe(tel->f_tokens, &k->s[TAP_MS_INPUT], v, (double) g->prompt_tokens);
         }
         if (g->completion_tokens >= 0) {
             v[TAP_L_7] = "output";
-            tap_metric_observe(tel->f_tokens, v, (double) g->completion_tokens);
+            tap_tel_observe(tel->f_tokens, &k->s[TAP_MS_OUTPUT], v,
+                (double) g->completion_tokens);
         }
     }
 
     if (err == NULL) {
         if (ex->ttft_ms >= 0) {
-            tap_metric_observe(tel->f_ttft, v, ex->ttft_ms / 1e3);
+            tap_tel_observe(tel->f_ttft, &k->s[TAP_MS_TTFT], v, ex->ttft_ms / 1e3);
         }
         if (ex->tpot_ms >= 0) {
-            tap_metric_observe(tel->f_tpot, v, ex->tpot_ms / 1e3);
+            tap_tel_observe(tel->f_tpot, &k->s[TAP_MS_TPOT], v, ex->tpot_ms / 1e3);
         }
     }
 
     v[0] = g->provider;
     v[1] = g->model[0] ? g->model : NULL;
     if (tap_gen_confidence(g, &mean, &min, &ppl)) {
-        tap_metric_observe(tel->f_logprob, v, mean);
+        tap_tel_observe(tel->f_logprob, &k->s[TAP_MS_LOGPROB], v, mean);
     }
     if (!isnan(g->score)) {
-        tap_metric_observe(tel->f_score, v, g->score);
+        tap_tel_observe(tel->f_score, &k->s[TAP_MS_SCORE], v, g->score);
     }
 }
 
@@ -494,23 +607,22 @@ tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
 
 
 /*
- * Packs one message built in b's arena after the items already there.  A
- * message whose arena ran out of memory, or that finds no room, is counted
- * as lost.
+ * Copies one item encoded in b's arena after the items already there.  An
+ * item whose arena ran out of memory, or that finds no room, is counted as
+ * lost.
  */
 static void
 tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
 {
-    size_t    len, size;
+    size_t    size;
     uint8_t  *p;
 
     if (b->arena.failed) {
         b->tel->unpacked[b->signal]++;
         return;
     }
-    len = protobuf_c_message_get_packed_size(it->m) + it->tail_len;
-    if (b->used + len > b->size) {
-        size = TAP_MAX(b->size * 2, b->used + len);
+    if (b->used + it->len > b->size) {
+        size = TAP_MAX(b->size * 2, b->used + it->len);
         size = TAP_MAX(size, TAP_TEL_BATCH_BYTES);
         p = realloc(b->bytes, size);
         if (p == NULL) {
@@ -520,13 +632,10 @@ tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
         b->bytes = p;
         b->size = size;
     }
-    b->items[b->n].len = protobuf_c_message_pack(it->m, b->bytes + b->used);
-    if (it->tail_len > 0) {
-        memcpy(b->bytes + b->used + b->items[b->n].len, it->tail, it->tail_len);
-        b->items[b->n].len += it->tail_len;
-    }
+    memcpy(b->bytes + b->used, it->data, it->len);
+    b->items[b->n].len = it->len;
     b->items[b->n].data = NULL;
-    b->used += b->items[b->n].len;
+    b->used += it->len;
     b->n++;
 }
 

@@ -141,14 +141,10 @@ void tap_tel_shutdown(tap_tel_t *t, int64_t timeout_ms);
 int tap_tel_prompts_json(tap_tel_t *t, int templates, const char *query, size_t len,
     struct evbuffer *out, const char **err);
 
-/*
- * One item of a batch: a message, and its attributes field already encoded
- * (tap_attrs_init_wire), to be written right after it.
- */
+/* One item of a batch: a span or a log record, encoded (spans.c). */
 typedef struct tap_tel_item_s {
-    const ProtobufCMessage  *m;
-    const uint8_t           *tail;
-    size_t                   tail_len;
+    const uint8_t  *data;
+    size_t          len;
 } tap_tel_item_t;
 
 /* The spans (up to two) and the log record of one exchange (spans.c); an may be NULL.

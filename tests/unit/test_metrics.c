@@ -622,6 +622,65 @@ test_cap(void **state)
 }
 
 
+/*
+ * A series kept by tap_metric_observe_keep() takes tap_metric_observe_at()
+ * as the lookup would take tap_metric_observe(); a folded recording keeps
+ * none, so each one goes through the lookup and is counted.
+ */
+static void
+test_observe_keep(void **state)
+{
+    static const double  bounds[] = { 1, 2, 4 };
+    static const char *const  labels[] = { "model" };
+    static const tap_mfam_def_t  def = {
+        .name = "test.kept", .unit = "s", .help = "Kept.", .kind = TAP_METRIC_HISTOGRAM,
+        .bounds = bounds, .nbounds = TAP_NELEMS(bounds), .labels = labels, .nlabels = 1,
+    };
+    static const double  xs[] = { 0.5, 1, 3, 9, 2 };
+    tap_mreg_t  *r1, *r2;
+    tap_mfam_t  *f1, *f2;
+    tap_mser_t  *s, *o;
+    const char  *v[1];
+    char        *t1, *t2;
+    size_t       i;
+
+    r1 = tap_mreg_new(1, TAP_T_T0);
+    r2 = tap_mreg_new(1, TAP_T_T0);
+    f1 = tap_mreg_add(r1, &def);
+    f2 = tap_mreg_add(r2, &def);
+    assert_non_null(f1);
+    assert_non_null(f2);
+
+    assert_null(tap_metric_observe_keep(f1, NULL, NAN));
+    v[0] = "a";
+    s = tap_metric_observe_keep(f1, v, xs[0]);
+    assert_non_null(s);
+    tap_metric_observe(f2, v, xs[0]);
+    v[0] = "b";                                /* beyond the cap of 1 */
+    assert_null(tap_metric_observe_keep(f1, v, xs[0]));
+    tap_metric_observe(f2, v, xs[0]);
+    for (i = 1; i < TAP_NELEMS(xs); i++) {
+        tap_metric_observe_at(f1, s, xs[i]);
+        v[0] = "a";
+        tap_metric_observe(f2, v, xs[i]);
+        v[0] = "b";
+        o = tap_metric_observe_keep(f1, v, xs[i]);
+        assert_null(o);
+        tap_metric_observe(f2, v, xs[i]);
+    }
+    tap_metric_observe_at(f1, s, NAN);
+
+    t1 = tap_t_text(r1, 0);
+    t2 = tap_t_text(r2, 0);
+    assert_string_equal(t1, t2);
+    assert_non_null(strstr(t1, "infertap_metrics_label_overflow_total{metric=\"test.kept\"} 5\n"));
+    free(t1);
+    free(t2);
+    tap_mreg_free(r1);
+    tap_mreg_free(r2);
+}
+
+
 /* Values are cut to TAP_METRIC_VALUE_MAX bytes on a character boundary and repaired. */
 static void
 test_values(void **state)
@@ -1759,6 +1818,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_set_histogram),
         cmocka_unit_test(test_set_histogram_delta),
         cmocka_unit_test(test_observe_cost),
+        cmocka_unit_test(test_observe_keep),
         cmocka_unit_test(test_write),
     };
 

@@ -34,6 +34,7 @@
 #include "otlp_collector_metrics.pb-c.h"
 #include "otlp_collector_trace.pb-c.h"
 #include "telemetry/pb.h"
+#include "telemetry/telemetry.h"
 
 /* the generated names are long; the test spells each type once here */
 typedef Opentelemetry__Proto__Common__V1__AnyValue                       tap_t_any_t;
@@ -1066,6 +1067,170 @@ test_attrs_wire(void **state)
 }
 
 
+/* Appends the KeyValues as a repeated field of number `field` would be packed. */
+static size_t
+tap_t_kvs_pack(uint8_t *p, unsigned field, tap_pb_kv_t **kv, size_t n)
+{
+    uint8_t  *start = p;
+    size_t    i, len, v;
+
+    for (i = 0; i < n; i++) {
+        for (v = field << 3 | 2; v >= 0x80; v >>= 7) {
+            *p++ = (uint8_t) (v | 0x80);
+        }
+        *p++ = (uint8_t) v;
+        len = protobuf_c_message_get_packed_size(&kv[i]->base);
+        for (v = len; v >= 0x80; v >>= 7) {
+            *p++ = (uint8_t) (v | 0x80);
+        }
+        *p++ = (uint8_t) v;
+        p += protobuf_c_message_pack(&kv[i]->base, p);
+    }
+    return (size_t) (p - start);
+}
+
+
+/*
+ * An item is what protobuf-c packs of its message without the attributes,
+ * followed by the attributes as protobuf-c packs them: the bytes the spans
+ * and log records had when protobuf-c packed their other fields.
+ */
+static void
+tap_t_item_check(const tap_tel_item_t *it, int log, const char *name)
+{
+    tap_t_span_t  *sp = NULL;
+    tap_pb_log_t  *lr = NULL;
+    uint8_t       *want;
+    size_t         n, na;
+
+    want = malloc(2 * it->len + 64);
+    assert_non_null(want);
+    if (!log) {
+        sp = opentelemetry__proto__trace__v1__span__unpack(NULL, it->len, it->data);
+        assert_non_null(sp);
+        assert_string_equal(sp->name, name);
+        na = sp->n_attributes;
+        sp->n_attributes = 0;
+        n = protobuf_c_message_pack(&sp->base, want);
+        n += tap_t_kvs_pack(want + n, 9, sp->attributes, na);
+        sp->n_attributes = na;
+    } else {
+        lr = opentelemetry__proto__logs__v1__log_record__unpack(NULL, it->len, it->data);
+        assert_non_null(lr);
+        assert_string_equal(lr->body->string_value, name);
+        na = lr->n_attributes;
+        lr->n_attributes = 0;
+        n = protobuf_c_message_pack(&lr->base, want);
+        n += tap_t_kvs_pack(want + n, 6, lr->attributes, na);
+        lr->n_attributes = na;
+    }
+    assert_true(na > 3);
+    assert_int_equal(n, it->len);
+    assert_memory_equal(want, it->data, n);
+    if (sp != NULL) {
+        opentelemetry__proto__trace__v1__span__free_unpacked(sp, NULL);
+    }
+    if (lr != NULL) {
+        opentelemetry__proto__logs__v1__log_record__free_unpacked(lr, NULL);
+    }
+    free(want);
+}
+
+
+/* The spans and log record of two exchanges, one that failed, with events and a parent. */
+static void
+test_tel_items(void **state)
+{
+    static tap_trec_t     r;
+    tap_prompt_anomaly_t  an = { 1, "e2e", "e2e_ms 900 mean 100" };
+    tap_tel_item_t        items[2];
+    tap_arena_t           a;
+    tap_t_span_t         *sp;
+    size_t                n;
+
+    (void) state;
+    tap_arena_init(&a);
+    tap_exchange_init(&r.ex);
+    memcpy(r.ex.trace_id, tap_t_trace_id, 16);
+    memcpy(r.ex.span_id, tap_t_span_id, 8);
+    memcpy(r.ex.client_span_id, tap_t_parent_id, 8);
+    r.ex.trace_flags = 1;
+    strcpy(r.ex.request_id, "req-1");
+    strcpy(r.ex.method, "POST");
+    strcpy(r.path, "/v1/chat/completions");
+    r.ex.path = r.path;
+    r.ex.path_len = strlen(r.path);
+    r.ex.status = 200;
+    r.ex.bytes_in = 120;
+    r.ex.bytes_out = 4000;
+    strcpy(r.ex.upstream, "10.0.0.7:8000");
+    r.ex.wall_t0_ns = INT64_C(1700000000000000000);
+    r.ex.t0 = 1000;
+    r.ex.t_req = 2000;
+    r.ex.upstream_start = 3000;
+    r.ex.upstream_first_byte = 500000;
+    r.ex.last_byte = 9000000;
+    r.ex.analysed = 1;
+    r.ex.ttft_ms = 12.5;
+    r.ex.tpot_ms = 3.25;
+    r.ex.gen.operation = "chat";
+    r.ex.gen.provider = "openai";
+    strcpy(r.ex.gen.model, "sim-model");
+    strcpy(r.ex.gen.response_model, "sim-model-v2");
+    strcpy(r.ex.gen.response_id, "chatcmpl-1");
+    r.ex.gen.stream = 1;
+    r.ex.gen.max_tokens = 16;
+    r.ex.gen.temperature = 0.5;
+    r.ex.gen.prompt_tokens = 14;
+    r.ex.gen.completion_tokens = 12;
+    r.ex.gen.nchoices = 1;
+    strcpy(r.ex.gen.finish_reasons[0], "stop");
+    r.ex.gen.prompt_hash = UINT64_C(0x0123456789abcdef);
+    r.ex.gen.has_prompt_hash = 1;
+    r.ex.gen.first_token = 400000;
+
+    n = tap_tel_spans(&a, &r, &an, NULL, items);
+    assert_int_equal(n, 2);
+    assert_false(a.failed);
+    tap_t_item_check(&items[0], 0, "POST /v1/chat/completions");
+    tap_t_item_check(&items[1], 0, "chat sim-model");
+    sp = opentelemetry__proto__trace__v1__span__unpack(NULL, items[1].len, items[1].data);
+    assert_non_null(sp);
+    assert_int_equal(sp->n_events, 2);
+    assert_string_equal(sp->events[1]->name, "infertap.anomaly");
+    assert_int_equal(sp->events[1]->n_attributes, 2);
+    assert_null(sp->status);
+    assert_int_equal(sp->flags, 0x101);
+    opentelemetry__proto__trace__v1__span__free_unpacked(sp, NULL);
+    n = tap_tel_log(&a, &r, &an, items);
+    assert_int_equal(n, 1);
+    tap_t_item_check(&items[0], 1, "POST /v1/chat/completions 200");
+    tap_arena_reset(&a);
+
+    /* failed, under a remote parent */
+    r.ex.status = 502;
+    r.ex.error = "upstream_reset";
+    r.ex.has_parent = 1;
+    memcpy(r.ex.parent_span_id, tap_t_parent_id, 8);
+    r.ex.analysed = 0;
+    r.ex.gen.first_token = 0;
+    n = tap_tel_spans(&a, &r, NULL, NULL, items);
+    assert_int_equal(n, 2);
+    tap_t_item_check(&items[0], 0, "POST");
+    tap_t_item_check(&items[1], 0, "POST");
+    sp = opentelemetry__proto__trace__v1__span__unpack(NULL, items[0].len, items[0].data);
+    assert_non_null(sp);
+    assert_non_null(sp->status);
+    assert_int_equal(sp->status->code, 2);
+    assert_int_equal(sp->flags, 0x301);
+    assert_int_equal(sp->parent_span_id.len, 8);
+    opentelemetry__proto__trace__v1__span__free_unpacked(sp, NULL);
+    n = tap_tel_log(&a, &r, NULL, items);
+    tap_t_item_check(&items[0], 1, "POST /v1/chat/completions 502");
+    tap_arena_free(&a);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1077,6 +1242,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_write),
         cmocka_unit_test(test_attrs_wire),
+        cmocka_unit_test(test_tel_items),
     };
 
     if (argc == 3 && strcmp(argv[1], "--write") == 0) {
