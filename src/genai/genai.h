@@ -199,8 +199,15 @@ tap_json_get(const cJSON *obj, const char *key)
 #define tap_json_foreach(a, i, v)                                                           \
     for ((i) = 0, (v) = tap_json_first(a); (v) != NULL; (v) = (v)->next, (i)++)
 
-/* Parses one JSON value filling buf[0, len) (blanks around it allowed); NULL when it is not one. */
+/*
+ * Parses one JSON value filling buf[0, len) (blanks around it allowed); NULL
+ * when it is not one.  simdjson parses bodies up to 64 KiB, cJSON the rest
+ * and whatever simdjson refuses (json.c); the tree is cJSON's either way.
+ */
 cJSON *tap_json_parse(const char *buf, size_t len);
+
+/* The same with cJSON's parser alone: the fallback, and the reference the fuzz target holds to. */
+cJSON *tap_json_parse_cjson(const char *buf, size_t len);
 
 /*
  * Makes cJSON allocate from a small per-thread arena, which is recycled

@@ -101,10 +101,34 @@ tap_json_init(void)
 
 
 cJSON *
-tap_json_parse(const char *buf, size_t len)
+tap_json_parse_cjson(const char *buf, size_t len)
 {
     cJSON       *v;
     const char  *end = NULL;
+
+    if (len == 0) {
+        return NULL;
+    }
+    v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (v == NULL) {
+        return NULL;
+    }
+    /* cJSON stops after the value; anything but blanks after it is an error */
+    while (end < buf + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) {
+        end++;
+    }
+    if (end != buf + len) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    return v;
+}
+
+
+cJSON *
+tap_json_parse(const char *buf, size_t len)
+{
+    cJSON  *v;
 #if TAP_JSON_ARENA > 0
     tap_json_arena_t  *a = &tap_json_arena;
     size_t             allocs = a->allocs;
@@ -116,16 +140,8 @@ tap_json_parse(const char *buf, size_t len)
     }
     if (tap_json_simd(buf, len, tap_json_mem, &v) != 0) {
         cJSON_Delete(v);
-        v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+        v = tap_json_parse_cjson(buf, len);
         if (v == NULL) {
-            return NULL;
-        }
-        /* cJSON stops after the value; anything but blanks after it is an error */
-        while (end < buf + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) {
-            end++;
-        }
-        if (end != buf + len) {
-            cJSON_Delete(v);
             return NULL;
         }
     }

@@ -60,31 +60,6 @@ tap_fuzz_same(const cJSON *a, const cJSON *b)
 }
 
 
-/* cJSON's verdict: one value, blanks after it (as json.c's fallback reads it) */
-static cJSON *
-tap_fuzz_cjson(const char *buf, size_t len)
-{
-    cJSON       *v;
-    const char  *end = NULL;
-
-    if (len == 0) {
-        return NULL;
-    }
-    v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (v == NULL) {
-        return NULL;
-    }
-    while (end < buf + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) {
-        end++;
-    }
-    if (end != buf + len) {
-        cJSON_Delete(v);
-        return NULL;
-    }
-    return v;
-}
-
-
 static int
 tap_fuzz_long_number(const char *s, size_t len)
 {
@@ -117,7 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(buf, data, size);
     }
 
-    ref = tap_fuzz_cjson(buf, size);
+    ref = tap_json_parse_cjson(buf, size);
     ours = tap_json_parse(buf, size);
     if (ref != NULL) {
         TAP_FUZZ_CHECK(ours != NULL);
