@@ -2,10 +2,11 @@
  * json.c: request and response bodies as cJSON trees, in a thread's arena.
  *
  * Parsing.  A body up to TAP_JSON_SIMD_MAX bytes is parsed by simdjson and
- * its tree built in one walk (json-simd.cc), three to four times faster than
- * cJSON's own parser; anything simdjson refuses, and every larger body, is
- * parsed by cJSON, whose verdict then stands.  Either way the tree is a
- * cJSON tree with the same shape and values, deleted with cJSON_Delete().
+ * its tree built in one walk (json-simd.cc), twice as fast as cJSON's own
+ * parser with the same arena; anything simdjson refuses, and every larger
+ * body, is parsed by cJSON, whose verdict then stands.  Either way the tree
+ * is a cJSON tree with the same shape and values, deleted with
+ * cJSON_Delete().
  *
  * The arena: bump allocation from a thread's own block, a count of live
  * values, and the whole block back when the count reaches zero.  Under
