@@ -168,6 +168,32 @@ tap_hash_tag(XXH3_state_t *st, char tag)
 }
 
 
+/* The 8 bytes of v, little-endian, after a tag byte; s[0, len) after them (may be empty). */
+#define TAP_HASH_INLINE  64            /* bytes hashed in one update with their header */
+
+static void
+tap_hash_head(XXH3_state_t *st, char tag, uint64_t v, const char *s, size_t len)
+{
+    unsigned char  b[9 + TAP_HASH_INLINE];
+    int            i;
+
+    b[0] = (unsigned char) tag;
+    for (i = 0; i < 8; i++) {
+        b[1 + i] = (unsigned char) (v >> (8 * i));
+    }
+    /* one call into the library for a short field, instead of three */
+    if (len <= TAP_HASH_INLINE) {
+        if (len) {
+            memcpy(b + 9, s, len);
+        }
+        XXH3_64bits_update(st, b, 9 + len);
+        return;
+    }
+    XXH3_64bits_update(st, b, 9);
+    XXH3_64bits_update(st, s, len);
+}
+
+
 static void
 tap_hash_u64(XXH3_state_t *st, uint64_t v)
 {
@@ -181,9 +207,9 @@ tap_hash_u64(XXH3_state_t *st, uint64_t v)
 }
 
 
-/* A double as its 8 IEEE bytes, little-endian; -0.0 as 0.0. */
-static void
-tap_hash_double(XXH3_state_t *st, double d)
+/* A double's 8 IEEE bytes as an integer, -0.0 as 0.0. */
+static uint64_t
+tap_hash_double_bits(double d)
 {
     uint64_t  bits;
 
@@ -191,18 +217,14 @@ tap_hash_double(XXH3_state_t *st, double d)
         d = 0;
     }
     memcpy(&bits, &d, sizeof(bits));
-    tap_hash_u64(st, bits);
+    return bits;
 }
 
 
 void
 tap_hash_field(XXH3_state_t *st, char tag, const char *s, size_t len)
 {
-    tap_hash_tag(st, tag);
-    tap_hash_u64(st, len);
-    if (len) {
-        XXH3_64bits_update(st, s, len);
-    }
+    tap_hash_head(st, tag, len, s, len);
 }
 
 
@@ -224,8 +246,7 @@ tap_hash_json(XXH3_state_t *st, cJSON *v)
         break;
 
     case cJSON_Array:
-        tap_hash_tag(st, 'a');
-        tap_hash_u64(st, tap_json_size(v));
+        tap_hash_head(st, 'a', tap_json_size(v), NULL, 0);
         for (e = v->child; e != NULL; e = e->next) {
             tap_hash_json(st, e);
         }
@@ -236,8 +257,7 @@ tap_hash_json(XXH3_state_t *st, cJSON *v)
         break;
 
     case cJSON_Number:
-        tap_hash_tag(st, 'n');
-        tap_hash_double(st, v->valuedouble);
+        tap_hash_head(st, 'n', tap_hash_double_bits(v->valuedouble), NULL, 0);
         break;
 
     case cJSON_True:
@@ -302,8 +322,7 @@ tap_hash_obj(XXH3_state_t *st, cJSON *obj)
     int             have_prev, have_best;
 
     n = tap_json_size(obj);
-    tap_hash_tag(st, 'o');
-    tap_hash_u64(st, n);
+    tap_hash_head(st, 'o', n, NULL, 0);
 
     keys = n <= TAP_GEN_SORT_STACK ? stack : malloc(n * sizeof(*keys));
 
@@ -418,8 +437,7 @@ tap_gen_hash_content(XXH3_state_t *st, cJSON *content, uint64_t *chars)
         }
     }
 
-    tap_hash_tag(st, 'C');
-    tap_hash_u64(st, total);
+    tap_hash_head(st, 'C', total, NULL, 0);
     tap_json_foreach(content, i, part) {
         s = tap_gen_part_text(part, &len);
         if (s != NULL && len) {
@@ -659,12 +677,38 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 }
 
 
+/* A sampling parameter: field tag with its name, then the 8 bytes of v. */
+static void
+tap_gen_param(XXH3_state_t *st, char tag, const char *name, uint64_t v)
+{
+    size_t  len = strlen(name);
+
+    if (len > TAP_HASH_INLINE) {
+        tap_hash_field(st, tag, name, len);
+        tap_hash_u64(st, v);
+        return;
+    }
+    /* the same bytes in one update: the name is short */
+    {
+        unsigned char  b[9 + TAP_HASH_INLINE + 8];
+        int            i;
+
+        b[0] = (unsigned char) tag;
+        for (i = 0; i < 8; i++) {
+            b[1 + i] = (unsigned char) ((uint64_t) len >> (8 * i));
+            b[9 + len + i] = (unsigned char) (v >> (8 * i));
+        }
+        memcpy(b + 9, name, len);
+        XXH3_64bits_update(st, b, 17 + len);
+    }
+}
+
+
 static void
 tap_gen_param_real(XXH3_state_t *st, const char *name, double v)
 {
     if (!isnan(v)) {
-        tap_hash_field(st, 'p', name, strlen(name));
-        tap_hash_double(st, v);
+        tap_gen_param(st, 'p', name, tap_hash_double_bits(v));
     }
 }
 
@@ -673,8 +717,7 @@ static void
 tap_gen_param_int(XXH3_state_t *st, const char *name, int64_t v)
 {
     if (v != TAP_GEN_UNSET) {
-        tap_hash_field(st, 'i', name, strlen(name));
-        tap_hash_u64(st, (uint64_t) v);
+        tap_gen_param(st, 'i', name, (uint64_t) v);
     }
 }
 
