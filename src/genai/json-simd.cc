@@ -35,8 +35,7 @@ using simdjson::dom::element_type;
 
 struct tap_simd_s {
     simdjson::dom::parser   parser{TAP_JSON_SIMD_MAX};
-    char                   *pad = nullptr;
-    size_t                  size = 0;
+    char                   *pad = nullptr;     /* TAP_JSON_SIMD_MAX + SIMDJSON_PADDING bytes */
 
     ~tap_simd_s() { std::free(pad); }
 };
@@ -198,20 +197,16 @@ tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), cJSON **out)
     tap_simd_s   &s = tap_simd;
     tap_build_s   b = { mem, 0 };
     element       root;
-    char         *pad;
 
     *out = nullptr;
     if (len > TAP_JSON_SIMD_MAX) {
         return -1;
     }
-    if (s.size < len + simdjson::SIMDJSON_PADDING) {
-        pad = static_cast<char *>(std::calloc(1, TAP_JSON_SIMD_MAX + simdjson::SIMDJSON_PADDING));
-        if (pad == nullptr) {
+    if (s.pad == nullptr) {
+        s.pad = static_cast<char *>(std::calloc(1, TAP_JSON_SIMD_MAX + simdjson::SIMDJSON_PADDING));
+        if (s.pad == nullptr) {
             return -1;
         }
-        std::free(s.pad);
-        s.pad = pad;
-        s.size = TAP_JSON_SIMD_MAX + simdjson::SIMDJSON_PADDING;
     }
     std::memcpy(s.pad, buf, len);
     if (s.parser.parse(s.pad, len, false).get(root) != simdjson::SUCCESS) {
