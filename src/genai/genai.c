@@ -168,6 +168,18 @@ tap_hash_tag(XXH3_state_t *st, char tag)
 }
 
 
+/* v's 8 bytes, little-endian, at b */
+static void
+tap_hash_le64(unsigned char *b, uint64_t v)
+{
+    int  i;
+
+    for (i = 0; i < 8; i++) {
+        b[i] = (unsigned char) (v >> (8 * i));
+    }
+}
+
+
 /* The 8 bytes of v, little-endian, after a tag byte; s[0, len) after them (may be empty). */
 #define TAP_HASH_INLINE  64            /* bytes hashed in one update with their header */
 
@@ -175,12 +187,9 @@ static void
 tap_hash_head(XXH3_state_t *st, char tag, uint64_t v, const char *s, size_t len)
 {
     unsigned char  b[9 + TAP_HASH_INLINE];
-    int            i;
 
     b[0] = (unsigned char) tag;
-    for (i = 0; i < 8; i++) {
-        b[1 + i] = (unsigned char) (v >> (8 * i));
-    }
+    tap_hash_le64(b + 1, v);
     /* one call into the library for a short field, instead of three */
     if (len <= TAP_HASH_INLINE) {
         if (len) {
@@ -198,11 +207,8 @@ static void
 tap_hash_u64(XXH3_state_t *st, uint64_t v)
 {
     unsigned char  b[8];
-    int            i;
 
-    for (i = 0; i < 8; i++) {
-        b[i] = (unsigned char) (v >> (8 * i));
-    }
+    tap_hash_le64(b, v);
     XXH3_64bits_update(st, b, sizeof(b));
 }
 
@@ -681,7 +687,8 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 static void
 tap_gen_param(XXH3_state_t *st, char tag, const char *name, uint64_t v)
 {
-    size_t  len = strlen(name);
+    unsigned char  b[9 + TAP_HASH_INLINE + 8];
+    size_t         len = strlen(name);
 
     if (len > TAP_HASH_INLINE) {
         tap_hash_field(st, tag, name, len);
@@ -689,18 +696,11 @@ tap_gen_param(XXH3_state_t *st, char tag, const char *name, uint64_t v)
         return;
     }
     /* the same bytes in one update: the name is short */
-    {
-        unsigned char  b[9 + TAP_HASH_INLINE + 8];
-        int            i;
-
-        b[0] = (unsigned char) tag;
-        for (i = 0; i < 8; i++) {
-            b[1 + i] = (unsigned char) ((uint64_t) len >> (8 * i));
-            b[9 + len + i] = (unsigned char) (v >> (8 * i));
-        }
-        memcpy(b + 9, name, len);
-        XXH3_64bits_update(st, b, 17 + len);
-    }
+    b[0] = (unsigned char) tag;
+    tap_hash_le64(b + 1, len);
+    memcpy(b + 9, name, len);
+    tap_hash_le64(b + 9 + len, v);
+    XXH3_64bits_update(st, b, 17 + len);
 }
 
 
