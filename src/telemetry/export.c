@@ -127,30 +127,79 @@ static void tap_export_on_deadline(evutil_socket_t fd, short what, void *arg);
 
 
 tap_body_t *
+tap_body_new(size_t cap)
+{
+    tap_body_t  *b;
+
+    b = malloc(sizeof(tap_body_t) + (cap ? cap : 1));
+    if (b == NULL) {
+        return NULL;
+    }
+    b->refs = 1;
+    b->items = 0;
+    b->gzip = 0;
+    b->len = 0;
+    b->data = b->mem;
+    b->spare = NULL;
+    b->cap = cap;
+    return b;
+}
+
+
+int
+tap_body_grow(tap_body_t **bp, size_t cap)
+{
+    tap_body_t  *b;
+
+    if (cap <= (*bp)->cap) {
+        return TAP_OK;
+    }
+    b = realloc(*bp, sizeof(tap_body_t) + cap);
+    if (b == NULL) {
+        return TAP_ERROR;
+    }
+    b->data = b->mem;
+    b->cap = cap;
+    *bp = b;
+    return TAP_OK;
+}
+
+
+tap_body_t *
 tap_body_pack(const ProtobufCMessage *msg, unsigned items, int gzip)
 {
-    tap_body_t  *b = NULL, *nb;
-    uint8_t     *raw = NULL;
-    z_stream     zs;
-    size_t       len, bound;
-    int          zinit = 0;
+    tap_body_t  *b;
+    uint8_t     *raw;
+    size_t       len;
 
     len = protobuf_c_message_get_packed_size(msg);
 
     if (!gzip) {
-        b = malloc(sizeof(tap_body_t) + len);
-        if (b == NULL) {
-            return NULL;
+        b = tap_body_new(len);
+        if (b != NULL) {
+            b->len = protobuf_c_message_pack(msg, b->data);
+            b->items = items;
         }
-        b->len = protobuf_c_message_pack(msg, b->data);
-        goto done;
+        return b;
     }
 
     raw = malloc(len ? len : 1);
     if (raw == NULL) {
-        goto failed;
+        return NULL;
     }
     len = protobuf_c_message_pack(msg, raw);
+    b = tap_body_gzip(raw, len, items);
+    free(raw);
+    return b;
+}
+
+
+tap_body_t *
+tap_body_gzip(const uint8_t *data, size_t len, unsigned items)
+{
+    tap_body_t  *b = NULL, *nb;
+    z_stream     zs;
+    size_t       bound;
 
     /* level 1: OTLP bodies are repetitive (attribute keys, ids), so the fastest level
      * already shrinks them several times, at a fraction of the default level's CPU */
@@ -158,16 +207,15 @@ tap_body_pack(const ProtobufCMessage *msg, unsigned items, int gzip)
     if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY)
         != Z_OK)
     {
-        goto failed;
+        return NULL;
     }
-    zinit = 1;
 
     bound = deflateBound(&zs, (uLong) len);
-    b = malloc(sizeof(tap_body_t) + bound);
+    b = tap_body_new(bound);
     if (b == NULL) {
         goto failed;
     }
-    zs.next_in = raw;
+    zs.next_in = (Bytef *) data;
     zs.avail_in = (uInt) len;
     zs.next_out = b->data;
     zs.avail_out = (uInt) bound;
@@ -176,27 +224,21 @@ tap_body_pack(const ProtobufCMessage *msg, unsigned items, int gzip)
     }
     b->len = zs.total_out;
     deflateEnd(&zs);
-    free(raw);
 
     /* the body may wait in queues for a while: give back what the bound overshot */
     nb = realloc(b, sizeof(tap_body_t) + b->len);
     if (nb != NULL) {
         b = nb;
+        b->data = b->mem;
+        b->cap = b->len;
     }
-
-done:
-
-    b->refs = 1;
     b->items = items;
-    b->gzip = gzip ? 1 : 0;
+    b->gzip = 1;
     return b;
 
 failed:
 
-    if (zinit) {
-        deflateEnd(&zs);
-    }
-    free(raw);
+    deflateEnd(&zs);
     free(b);
     return NULL;
 }
@@ -213,7 +255,11 @@ void
 tap_body_unref(tap_body_t *b)
 {
     if (b != NULL && --b->refs == 0) {
-        free(b);
+        if (b->spare != NULL && *b->spare == NULL) {
+            *b->spare = b;
+        } else {
+            free(b);
+        }
     }
 }
 

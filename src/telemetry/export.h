@@ -36,20 +36,40 @@ typedef enum {
 
 extern const char *const  tap_signal_names[TAP_SIGNAL_N];   /* "traces", "metrics", "logs" */
 
-/* A packed request body, shared by the exporters it is fanned out to. */
-typedef struct tap_body_s {
-    unsigned   refs;
-    unsigned   items;                  /* spans, data points or log records inside */
-    unsigned   gzip:1;                 /* data is gzip-compressed */
-    size_t     len;
-    uint8_t    data[];
-} tap_body_t;
+/*
+ * A request body, shared by the exporters it is fanned out to: len bytes at
+ * data, inside mem.  A body with a home (spare) goes back there when its last
+ * reference goes, if the slot is empty, to be filled again: a steady stream
+ * of batches then reuses two buffers instead of asking for fresh pages each
+ * time.
+ */
+typedef struct tap_body_s  tap_body_t;
 
+struct tap_body_s {
+    unsigned      refs;
+    unsigned      items;               /* spans, data points or log records inside */
+    unsigned      gzip:1;              /* data is gzip-compressed */
+    size_t        len;
+    uint8_t      *data;
+    tap_body_t  **spare;               /* where to wait for reuse, or NULL */
+    size_t        cap;                 /* bytes in mem */
+    uint8_t       mem[];
+};
+
+/* An empty body (data at mem, len 0) with room for cap bytes, or NULL. */
+tap_body_t *tap_body_new(size_t cap);
+/*
+ * Makes room for cap bytes in all, data at mem; *b must hold the only
+ * reference.  Returns TAP_OK or TAP_ERROR.
+ */
+int tap_body_grow(tap_body_t **b, size_t cap);
 /*
  * Packs msg (an Export*ServiceRequest), gzip-compressed when gzip is set.
  * Returns a body holding one reference, or NULL when out of memory.
  */
 tap_body_t *tap_body_pack(const ProtobufCMessage *msg, unsigned items, int gzip);
+/* A new body holding data[0..len) gzip-compressed, or NULL. */
+tap_body_t *tap_body_gzip(const uint8_t *data, size_t len, unsigned items);
 void tap_body_ref(tap_body_t *b);
 void tap_body_unref(tap_body_t *b);
 

@@ -189,6 +189,60 @@ tap_pb_ld_len(size_t n)
 }
 
 
+size_t
+tap_pb_item_len(size_t len)
+{
+    return tap_pb_ld_len(len);
+}
+
+
+uint8_t *
+tap_pb_item(uint8_t *p, const void *data, size_t len)
+{
+    *p++ = 2 << 3 | 2;
+    p = tap_pb_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+
+size_t
+tap_pb_frame_room(size_t resource_len, size_t scope_len)
+{
+    /* two fields of up to 2^35 bytes around the resource's and the scope's */
+    return tap_pb_ld_len(resource_len) + tap_pb_ld_len(scope_len) + 2 * (1 + 5);
+}
+
+
+/* Writes a length-delimited field's tag and length so that they end at end; returns their start. */
+static uint8_t *
+tap_pb_head_before(uint8_t *end, unsigned field, size_t len)
+{
+    uint8_t  *p = end - 1 - tap_pb_varint_len(len);
+
+    p[0] = (uint8_t) (field << 3 | 2);
+    tap_pb_varint(p + 1, len);
+    return p;
+}
+
+
+uint8_t *
+tap_pb_frame(uint8_t *items, size_t items_len, const uint8_t *resource, size_t resource_len,
+    const uint8_t *scope, size_t scope_len)
+{
+    uint8_t  *p = items;
+
+    p -= scope_len;
+    memcpy(p, scope, scope_len);
+    p = tap_pb_head_before(p, 1, scope_len);
+    p = tap_pb_head_before(p, 2, (size_t) (items + items_len - p));
+    p -= resource_len;
+    memcpy(p, resource, resource_len);
+    p = tap_pb_head_before(p, 1, resource_len);
+    return tap_pb_head_before(p, 1, (size_t) (items + items_len - p));
+}
+
+
 /* Makes room for n more bytes in at->wire.  Returns TAP_OK or TAP_ERROR. */
 static int
 tap_wire_grow(tap_attrs_t *at, size_t n)

@@ -186,6 +186,27 @@ void tap_wire_bytes(tap_attrs_t *at, unsigned field, const void *data, size_t n)
 void tap_wire_any_str(tap_attrs_t *at, unsigned field, const char *s, size_t n);
 
 /*
+ * A trace or log export request framed in place.  For one resource and one
+ * scope, ExportTraceServiceRequest and ExportLogsServiceRequest are alike:
+ *
+ *   1 (resource_spans | resource_logs): {
+ *       1 (resource): Resource,
+ *       2 (scope_spans | scope_logs): { 1 (scope): InstrumentationScope, 2: item, 2: item... } }
+ *
+ * where an item is an encoded Span or LogRecord.  The items are written one
+ * after the other (tap_pb_item, tap_pb_item_len bytes each) after
+ * tap_pb_frame_room() bytes of room; tap_pb_frame() then writes the fields
+ * around them into that room, so a batch is never copied to be sent.
+ * resource and scope are the encoded messages.
+ */
+size_t tap_pb_item_len(size_t len);
+uint8_t *tap_pb_item(uint8_t *p, const void *data, size_t len);
+size_t tap_pb_frame_room(size_t resource_len, size_t scope_len);
+/* Returns where the request starts, before items; it ends at items + items_len. */
+uint8_t *tap_pb_frame(uint8_t *items, size_t items_len, const uint8_t *resource,
+    size_t resource_len, const uint8_t *scope, size_t scope_len);
+
+/*
  * The resource every request carries: service.name, the telemetry.sdk.*
  * attributes and `pairs` (key, value, key, value...; from resource_attributes),
  * where a service.name in pairs yields to service_name.

@@ -11,9 +11,9 @@
  *
  * Per exchange the hub records the metrics, then encodes the spans (when
  * kept) and the log record in an arena (spans.c) and copies each at once
- * after the items of the current batch; when the batch holds max_batch items or its
- * delay has passed, the request around them is packed (the items travel as
- * bytes: see proto/otlp_collector_trace.proto) and the body goes to every
+ * after the items of the current batch; when the batch holds max_batch items
+ * or its delay has passed, the fields of the request around them are written
+ * in the room left before them (tap_pb_frame) and the body goes to every
  * endpoint of the signal.
  */
 
@@ -96,20 +96,24 @@ typedef struct tap_tel_mkey_s {
 } tap_tel_mkey_t;
 
 /*
- * Spans or log records waiting to be sent.  Each is encoded when it is
- * recorded and copied into `bytes`, one after another; it is encoded in the
- * arena, which is then reset.  Encoding each item once, instead of packing
- * the whole request at flush time, spares protobuf-c from measuring every
- * span again at each level of nesting above it.
+ * Spans or log records waiting to be sent.  Each is encoded in the arena
+ * when it is recorded (the arena is then reset) and copied at once, as a
+ * field of the request, after the items already in the body being filled.
+ * The body keeps room before its items for the fields around them
+ * (tap_pb_frame), so a full batch is sent as it lies.  Encoding each item
+ * once, instead of packing the whole request at flush time, spares
+ * protobuf-c from measuring every span again at each level of nesting above
+ * it; framing in place spares copying the batch.  A body comes back to
+ * `spare` once every endpoint is done with it.
  */
 typedef struct tap_tel_batch_s {
     tap_tel_t            *tel;
     tap_signal_e          signal;
     tap_arena_t           arena;
-    uint8_t              *bytes;
-    size_t                used;
-    size_t                size;
-    ProtobufCBinaryData  *items;       /* lengths; data is pointed into bytes at flush */
+    tap_body_t           *body;        /* being filled, or NULL */
+    tap_body_t           *spare;       /* a sent body back for reuse, or NULL */
+    size_t                room;        /* bytes before the items, for the fields around */
+    size_t                used;        /* bytes of items */
     size_t                n;           /* up to max (+1 for the second span of a pair) */
     unsigned              max;
     int64_t               delay_ms;
@@ -132,6 +136,10 @@ struct tap_tel_s {
     size_t                  nexp[TAP_SIGNAL_N];
     tap_tel_batch_t         traces;
     tap_tel_batch_t         logs;
+    uint8_t                *resource;  /* the Resource and InstrumentationScope, encoded */
+    size_t                  resource_len;
+    uint8_t                *scope;
+    size_t                  scope_len;
     tap_arena_t             marena;    /* metric exports */
 
     uint64_t                keep[TAP_KEEP_N];
@@ -525,64 +533,35 @@ tap_tel_keep(tap_tel_t *tel, const tap_exchange_t *ex)
 static void
 tap_tel_batch_flush(tap_tel_batch_t *b)
 {
-    tap_tel_t          *tel = b->tel;
-    tap_pb_resource_t  *res;
-    tap_pb_scope_t     *scope;
-    tap_body_t         *body = NULL;
-    size_t              i, off, n = b->n;
+    tap_tel_t   *tel = b->tel;
+    tap_body_t  *body = b->body, *z;
+    uint8_t     *items;
+    size_t       i;
 
     if (b->timer_on) {
         evtimer_del(b->timer);
         b->timer_on = 0;
     }
-    if (n == 0) {
+    if (body == NULL || b->n == 0) {
         return;
     }
 
-    for (i = 0, off = 0; i < n; i++) {
-        b->items[i].data = b->bytes + off;
-        off += b->items[i].len;
-    }
+    items = body->mem + b->room;
+    body->data = tap_pb_frame(items, b->used, tel->resource, tel->resource_len, tel->scope,
+        tel->scope_len);
+    body->len = (size_t) (items + b->used - body->data);
+    body->items = (unsigned) b->n;
+    body->spare = &b->spare;
+    b->body = NULL;
 
-    res = tap_pb_resource(&b->arena, tel->ts->service_name, tel->ts->resource,
-        tel->ts->nresource);
-    scope = tap_pb_scope(&b->arena);
-
-    if (res != NULL && scope != NULL && !b->arena.failed) {
-        if (b->signal == TAP_SIGNAL_TRACES) {
-            tap_pb_treqp_t    req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST_PACKED__INIT;
-            tap_pb_rspansp_t  rs = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__RESOURCE_SPANS_PACKED__INIT, *rsp = &rs;
-            tap_pb_sspansp_t  ss = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__SCOPE_SPANS_PACKED__INIT, *ssp = &ss;
-
-            ss.scope = scope;
-            ss.spans = b->items;
-            ss.n_spans = n;
-            rs.resource = res;
-            rs.scope_spans = &ssp;
-            rs.n_scope_spans = 1;
-            req.resource_spans = &rsp;
-            req.n_resource_spans = 1;
-            body = tap_body_pack(&req.base, (unsigned) n, tel->ts->gzip);
-
-        } else {
-            tap_pb_lreqp_t    req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST_PACKED__INIT;
-            tap_pb_rlogsp_t   rl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__RESOURCE_LOGS_PACKED__INIT, *rlp = &rl;
-            tap_pb_slogsp_t   sl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__SCOPE_LOGS_PACKED__INIT, *slp = &sl;
-
-            sl.scope = scope;
-            sl.log_records = b->items;
-            sl.n_log_records = n;
-            rl.resource = res;
-            rl.scope_logs = &slp;
-            rl.n_scope_logs = 1;
-            req.resource_logs = &rlp;
-            req.n_resource_logs = 1;
-            body = tap_body_pack(&req.base, (unsigned) n, tel->ts->gzip);
-        }
+    if (tel->ts->gzip) {
+        z = tap_body_gzip(body->data, body->len, body->items);
+        tap_body_unref(body);
+        body = z;
     }
 
     if (body == NULL) {
-        tel->unpacked[b->signal] += n;
+        tel->unpacked[b->signal] += b->n;
     } else {
         for (i = 0; i < tel->nexp[b->signal]; i++) {
             tap_exporter_send(tel->exp[b->signal][i], body);
@@ -614,28 +593,35 @@ tap_tel_on_batch_timer(evutil_socket_t fd, short what, void *arg)
 static void
 tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
 {
-    size_t    size;
-    uint8_t  *p;
+    size_t  need, cap;
 
     if (b->arena.failed) {
         b->tel->unpacked[b->signal]++;
         return;
     }
-    if (b->used + it->len > b->size) {
-        size = TAP_MAX(b->size * 2, b->used + it->len);
-        size = TAP_MAX(size, TAP_TEL_BATCH_BYTES);
-        p = realloc(b->bytes, size);
-        if (p == NULL) {
+    if (b->body == NULL) {
+        b->body = b->spare;
+        b->spare = NULL;
+        if (b->body == NULL) {
+            b->body = tap_body_new(b->room + TAP_TEL_BATCH_BYTES);
+            if (b->body == NULL) {
+                b->tel->unpacked[b->signal]++;
+                return;
+            }
+        }
+        b->body->refs = 1;
+        b->body->spare = NULL;
+    }
+    need = b->room + b->used + tap_pb_item_len(it->len);
+    if (need > b->body->cap) {
+        cap = TAP_MAX(2 * b->body->cap, need);
+        if (tap_body_grow(&b->body, cap) != TAP_OK) {
             b->tel->unpacked[b->signal]++;
             return;
         }
-        b->bytes = p;
-        b->size = size;
     }
-    memcpy(b->bytes + b->used, it->data, it->len);
-    b->items[b->n].len = it->len;
-    b->items[b->n].data = NULL;
-    b->used += it->len;
+    tap_pb_item(b->body->mem + b->room + b->used, it->data, it->len);
+    b->used += tap_pb_item_len(it->len);
     b->n++;
 }
 
@@ -875,6 +861,31 @@ tap_tel_on_collect_hook(tap_tel_t *tel, void (*fn)(tap_mreg_t *r, void *arg), vo
 }
 
 
+/* Packs the resource and the scope every trace and log request carries, once. */
+static int
+tap_tel_encode_resource(tap_tel_t *tel)
+{
+    tap_pb_resource_t  *res;
+    tap_pb_scope_t     *scope;
+
+    res = tap_pb_resource(&tel->marena, tel->ts->service_name, tel->ts->resource,
+        tel->ts->nresource);
+    scope = tap_pb_scope(&tel->marena);
+    if (res != NULL && scope != NULL && !tel->marena.failed) {
+        tel->resource_len = protobuf_c_message_get_packed_size(&res->base);
+        tel->scope_len = protobuf_c_message_get_packed_size(&scope->base);
+        tel->resource = malloc(tel->resource_len + 1);
+        tel->scope = malloc(tel->scope_len + 1);
+        if (tel->resource != NULL && tel->scope != NULL) {
+            protobuf_c_message_pack(&res->base, tel->resource);
+            protobuf_c_message_pack(&scope->base, tel->scope);
+        }
+    }
+    tap_arena_reset(&tel->marena);
+    return tel->resource != NULL && tel->scope != NULL ? TAP_OK : TAP_ERROR;
+}
+
+
 static int
 tap_tel_batch_init(tap_tel_t *tel, tap_tel_batch_t *b, tap_signal_e sig, unsigned max,
     int64_t delay_ms)
@@ -883,10 +894,10 @@ tap_tel_batch_init(tap_tel_t *tel, tap_tel_batch_t *b, tap_signal_e sig, unsigne
     b->signal = sig;
     b->max = max;
     b->delay_ms = delay_ms;
+    b->room = tap_pb_frame_room(tel->resource_len, tel->scope_len);
     tap_arena_init(&b->arena);
-    b->items = calloc((size_t) max + 2, sizeof(ProtobufCBinaryData));
     b->timer = evtimer_new(tel->base, tap_tel_on_batch_timer, b);
-    return b->items != NULL && b->timer != NULL ? TAP_OK : TAP_ERROR;
+    return b->timer != NULL ? TAP_OK : TAP_ERROR;
 }
 
 
@@ -987,7 +998,8 @@ tap_tel_new(struct event_base *base, const tap_tsettings_t *ts, unsigned nrings,
         }
     }
 
-    if (tap_tel_batch_init(tel, &tel->traces, TAP_SIGNAL_TRACES, ts->traces_max_batch,
+    if (tap_tel_encode_resource(tel) != TAP_OK
+        || tap_tel_batch_init(tel, &tel->traces, TAP_SIGNAL_TRACES, ts->traces_max_batch,
             ts->traces_delay_ms) != TAP_OK
         || tap_tel_batch_init(tel, &tel->logs, TAP_SIGNAL_LOGS, ts->logs_max_batch,
             ts->logs_delay_ms) != TAP_OK)
@@ -1150,10 +1162,12 @@ tap_tel_shutdown(tap_tel_t *tel, int64_t timeout_ms)
     }
     tap_arena_free(&tel->traces.arena);
     tap_arena_free(&tel->logs.arena);
-    free(tel->traces.items);
-    free(tel->traces.bytes);
-    free(tel->logs.items);
-    free(tel->logs.bytes);
+    free(tel->traces.body);
+    free(tel->traces.spare);
+    free(tel->logs.body);
+    free(tel->logs.spare);
+    free(tel->resource);
+    free(tel->scope);
     tap_arena_free(&tel->marena);
     if (tel->drain_ev != NULL) {
         event_free(tel->drain_ev);

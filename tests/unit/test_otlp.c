@@ -1230,6 +1230,131 @@ test_tel_items(void **state)
     tap_arena_free(&a);
 }
 
+/*
+ * A request framed in place (tap_pb_frame around items written by
+ * tap_pb_item) is byte for byte what protobuf-c packs for the same
+ * resource, scope and items, for traces and logs, with items short and long
+ * enough for lengths of one, two and three varint bytes; and it decodes.
+ */
+static void
+test_frame(void **state)
+{
+    static const size_t  lens[] = { 0, 1, 127, 128, 300, 16383, 16384, 70000 };
+    char                *kv[] = { "deployment.environment", "test", "host.name", "h1" };
+    tap_arena_t          a;
+    tap_pb_resource_t   *res;
+    tap_pb_scope_t      *scope;
+    ProtobufCBinaryData  items[8];
+    uint8_t             *rbuf, *sbuf, *body, *p, *q, *start, *want;
+    size_t               rlen, slen, room, ilen, wlen, i, k, m, n, v;
+
+    (void) state;
+    tap_arena_init(&a);
+    res = tap_pb_resource(&a, "svc", kv, 4);
+    scope = tap_pb_scope(&a);
+    assert_non_null(res);
+    assert_non_null(scope);
+    rlen = protobuf_c_message_get_packed_size(&res->base);
+    slen = protobuf_c_message_get_packed_size(&scope->base);
+    rbuf = malloc(rlen);
+    sbuf = malloc(slen);
+    protobuf_c_message_pack(&res->base, rbuf);
+    protobuf_c_message_pack(&scope->base, sbuf);
+
+    for (n = 1; n <= 8; n++) {
+        room = tap_pb_frame_room(rlen, slen);
+        ilen = 0;
+        for (i = 0; i < n; i++) {
+            /* a Span whose name (field 5) has m letters: 1 + varint(m) + m bytes */
+            m = lens[(i * 3 + n) % 8];
+            items[i].data = malloc(m + 8);
+            q = items[i].data;
+            *q++ = 5 << 3 | 2;
+            for (v = m; v >= 0x80; v >>= 7) {
+                *q++ = (uint8_t) (v | 0x80);
+            }
+            *q++ = (uint8_t) v;
+            for (k = 0; k < m; k++) {
+                *q++ = (uint8_t) ('a' + (k + i) % 26);
+            }
+            items[i].len = (size_t) (q - items[i].data);
+            ilen += tap_pb_item_len(items[i].len);
+        }
+        body = malloc(room + ilen);
+        p = body + room;
+        for (i = 0; i < n; i++) {
+            p = tap_pb_item(p, items[i].data, items[i].len);
+        }
+        assert_ptr_equal(p, body + room + ilen);
+        start = tap_pb_frame(body + room, ilen, rbuf, rlen, sbuf, slen);
+        assert_true(start >= body);
+
+        {
+            tap_pb_treqp_t    req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST_PACKED__INIT;
+            tap_pb_rspansp_t  rs = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__RESOURCE_SPANS_PACKED__INIT, *rsp = &rs;
+            tap_pb_sspansp_t  ss = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__SCOPE_SPANS_PACKED__INIT, *ssp = &ss;
+            tap_pb_lreqp_t    lreq = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST_PACKED__INIT;
+            tap_pb_rlogsp_t   rl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__RESOURCE_LOGS_PACKED__INIT, *rlp = &rl;
+            tap_pb_slogsp_t   sl = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__SCOPE_LOGS_PACKED__INIT, *slp = &sl;
+            tap_pb_treq_t    *t;
+
+            ss.scope = scope;
+            ss.spans = items;
+            ss.n_spans = n;
+            rs.resource = res;
+            rs.scope_spans = &ssp;
+            rs.n_scope_spans = 1;
+            req.resource_spans = &rsp;
+            req.n_resource_spans = 1;
+            wlen = protobuf_c_message_get_packed_size(&req.base);
+            assert_int_equal(wlen, (size_t) (body + room + ilen - start));
+            want = malloc(wlen);
+            protobuf_c_message_pack(&req.base, want);
+            assert_memory_equal(want, start, wlen);
+            free(want);
+
+            sl.scope = scope;
+            sl.log_records = items;
+            sl.n_log_records = n;
+            rl.resource = res;
+            rl.scope_logs = &slp;
+            rl.n_scope_logs = 1;
+            lreq.resource_logs = &rlp;
+            lreq.n_resource_logs = 1;
+            assert_int_equal(protobuf_c_message_get_packed_size(&lreq.base), wlen);
+            want = malloc(wlen);
+            protobuf_c_message_pack(&lreq.base, want);
+            assert_memory_equal(want, start, wlen);
+            free(want);
+
+            /* the generic request reads it back: resource, scope, one span per item */
+            t = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+                NULL, wlen, start);
+            assert_non_null(t);
+            assert_int_equal(t->n_resource_spans, 1);
+            assert_int_equal(t->resource_spans[0]->resource->n_attributes, res->n_attributes);
+            assert_int_equal(t->resource_spans[0]->n_scope_spans, 1);
+            assert_string_equal(t->resource_spans[0]->scope_spans[0]->scope->name, "infertap");
+            assert_int_equal(t->resource_spans[0]->scope_spans[0]->n_spans, n);
+            for (i = 0; i < n; i++) {
+                assert_int_equal(strlen(t->resource_spans[0]->scope_spans[0]->spans[i]->name),
+                    lens[(i * 3 + n) % 8]);
+            }
+            opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
+                t, NULL);
+        }
+
+        for (i = 0; i < n; i++) {
+            free(items[i].data);
+        }
+        free(body);
+    }
+    free(rbuf);
+    free(sbuf);
+    tap_arena_free(&a);
+}
+
+
 
 int
 main(int argc, char **argv)
@@ -1243,6 +1368,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_write),
         cmocka_unit_test(test_attrs_wire),
         cmocka_unit_test(test_tel_items),
+        cmocka_unit_test(test_frame),
     };
 
     if (argc == 3 && strcmp(argv[1], "--write") == 0) {
