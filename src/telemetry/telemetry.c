@@ -33,7 +33,7 @@
 #define TAP_TEL_SLOW_MS       50
 #define TAP_TEL_METRIC_QUEUE  65536
 #define TAP_TEL_TOP_PROMPTS   10
-#define TAP_TEL_BATCH_BYTES   (64 * 1024)   /* first size of a batch's byte buffer */
+#define TAP_TEL_BATCH_BYTES   (64 * 1024)   /* first room for a batch body's items */
 #define TAP_TEL_MKEYS         4             /* label sets remembered with their series */
 #define TAP_TEL_MKEY_MAX      512           /* bytes of one label set's values */
 
@@ -551,7 +551,6 @@ tap_tel_batch_flush(tap_tel_batch_t *b)
         tel->scope_len);
     body->len = (size_t) (items + b->used - body->data);
     body->items = (unsigned) b->n;
-    body->spare = &b->spare;
     b->body = NULL;
 
     if (tel->ts->gzip) {
@@ -608,9 +607,9 @@ tap_tel_batch_pack(tap_tel_batch_t *b, const tap_tel_item_t *it)
                 b->tel->unpacked[b->signal]++;
                 return;
             }
+            b->body->spare = &b->spare;
         }
         b->body->refs = 1;
-        b->body->spare = NULL;
     }
     need = b->room + b->used + tap_pb_item_len(it->len);
     if (need > b->body->cap) {
