@@ -1230,6 +1230,21 @@ test_tel_items(void **state)
     tap_arena_free(&a);
 }
 
+/* protobuf-c packs m into exactly the len bytes at p. */
+static void
+tap_t_packs_to(const ProtobufCMessage *m, const uint8_t *p, size_t len)
+{
+    uint8_t  *want;
+
+    assert_int_equal(protobuf_c_message_get_packed_size(m), len);
+    want = malloc(len ? len : 1);
+    assert_non_null(want);
+    protobuf_c_message_pack(m, want);
+    assert_memory_equal(want, p, len);
+    free(want);
+}
+
+
 /*
  * A request framed in place (tap_pb_frame around items written by
  * tap_pb_item) is byte for byte what protobuf-c packs for the same
@@ -1245,7 +1260,7 @@ test_frame(void **state)
     tap_pb_resource_t   *res;
     tap_pb_scope_t      *scope;
     ProtobufCBinaryData  items[8];
-    uint8_t             *rbuf, *sbuf, *body, *p, *q, *start, *want;
+    uint8_t             *rbuf, *sbuf, *body, *p, *q, *start;
     size_t               rlen, slen, room, ilen, wlen, i, k, m, n, v;
 
     (void) state;
@@ -1306,12 +1321,8 @@ test_frame(void **state)
             rs.n_scope_spans = 1;
             req.resource_spans = &rsp;
             req.n_resource_spans = 1;
-            wlen = protobuf_c_message_get_packed_size(&req.base);
-            assert_int_equal(wlen, (size_t) (body + room + ilen - start));
-            want = malloc(wlen);
-            protobuf_c_message_pack(&req.base, want);
-            assert_memory_equal(want, start, wlen);
-            free(want);
+            wlen = (size_t) (body + room + ilen - start);
+            tap_t_packs_to(&req.base, start, wlen);
 
             sl.scope = scope;
             sl.log_records = items;
@@ -1321,11 +1332,7 @@ test_frame(void **state)
             rl.n_scope_logs = 1;
             lreq.resource_logs = &rlp;
             lreq.n_resource_logs = 1;
-            assert_int_equal(protobuf_c_message_get_packed_size(&lreq.base), wlen);
-            want = malloc(wlen);
-            protobuf_c_message_pack(&lreq.base, want);
-            assert_memory_equal(want, start, wlen);
-            free(want);
+            tap_t_packs_to(&lreq.base, start, wlen);
 
             /* the generic request reads it back: resource, scope, one span per item */
             t = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
