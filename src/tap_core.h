@@ -27,6 +27,19 @@
 #define TAP_STR(s)       { (char *) (s), sizeof(s) - 1 }
 #define TAP_NULL_STR     { NULL, 0 }
 
+/* Built with AddressSanitizer: memory kept for reuse goes back to malloc
+ * instead, so that the sanitizer keeps watching every block. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TAP_ASAN  1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAP_ASAN  1
+#endif
+#endif
+#ifndef TAP_ASAN
+#define TAP_ASAN  0
+#endif
+
 typedef struct tap_str_s {
     char    *p;
     size_t   len;

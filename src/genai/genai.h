@@ -218,7 +218,11 @@ cJSON *tap_json_parse_cjson(const char *buf, size_t len);
  */
 void tap_json_init(void);
 
-/* Deletes a tree from tap_json_parse() (or any cJSON value; NULL is fine). */
+/*
+ * Deletes a tree from tap_json_parse() (or any cJSON value; NULL is fine).
+ * cJSON_Delete() would do too, but only this lets the thread's next tree
+ * borrow its strings from the parser again instead of copying them.
+ */
 void tap_json_delete(cJSON *v);
 
 /* Members of an object or elements of an array; 0 for anything else. */

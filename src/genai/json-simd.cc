@@ -3,17 +3,24 @@
  * as the cJSON tree the rest of infertap reads.
  *
  * simdjson validates the whole body (UTF-8 included) and leaves a tape with
- * strings decoded and numbers converted; the tree is built from it in one
- * walk.  It matches cJSON's for every body both accept: same types and
- * values (a number is its double, valueint saturated as cJSON does),
- * members in order, duplicate keys kept, strings NUL-terminated and so
- * ending at a decoded U+0000.  A body simdjson refuses goes to cJSON, so
- * what is accepted and what is not stays cJSON's decision, except that
- * valid JSON cJSON cannot read (a number of 64 characters or more) is read.
+ * strings decoded and numbers converted; the tree is built from the tape in
+ * one walk, its strings borrowed where simdjson decoded them or copied
+ * (json.c says which).  It matches cJSON's for every body both accept: same
+ * types and values (a number is its double, valueint saturated as cJSON
+ * does), members in order, duplicate keys kept, strings NUL-terminated and
+ * so ending at a decoded U+0000.  Only borrowed strings differ, by the
+ * ownership flags cJSON_IsReference (values) and cJSON_StringIsConst
+ * (member names), which cJSON_Delete() obeys and cJSON_Is*() ignore.  A
+ * body simdjson refuses goes to cJSON, so what is accepted and what is not
+ * stays cJSON's decision, except that valid JSON cJSON cannot read (a
+ * number of 64 characters or more) is read.
  *
  * Each thread keeps one parser and one padded copy buffer (simdjson reads
  * up to SIMDJSON_PADDING bytes past the end), both bounded by
- * TAP_JSON_SIMD_MAX: larger bodies always take cJSON's path.
+ * TAP_JSON_SIMD_MAX: larger bodies always take cJSON's path.  Trees that
+ * borrow their strings come from that parser; those that copy them, from a
+ * second one made when first needed, so that they leave the borrowed
+ * strings alone.
  */
 
 #include "config.h"
@@ -21,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <climits>
+#include <new>
 
 #include <simdjson.h>
 
@@ -30,21 +38,32 @@
 
 namespace {
 
-using simdjson::dom::element;
-using simdjson::dom::element_type;
+/*
+ * The tape (simdjson's doc/tape.md): one 64-bit word per value, its type in
+ * the top byte and a payload below.  An array or object word holds, in its
+ * low 32 bits, the index just past its closing word; an object's members
+ * follow it as key, value, key, value.  A string's payload is its offset in
+ * the string buffer, where a 32-bit length, the decoded bytes and a NUL lie.
+ * An integer or a double takes the word after its own.
+ */
+constexpr uint64_t  TAP_TAPE_PAYLOAD = 0x00ffffffffffffffULL;
 
 struct tap_simd_s {
     simdjson::dom::parser   parser{TAP_JSON_SIMD_MAX};
+    simdjson::dom::parser  *spare = nullptr;   /* for copies while a tree borrows from parser */
     char                   *pad = nullptr;     /* TAP_JSON_SIMD_MAX + SIMDJSON_PADDING bytes */
 
-    ~tap_simd_s() { std::free(pad); }
+    ~tap_simd_s() { delete spare; std::free(pad); }
 };
 
 thread_local tap_simd_s  tap_simd;
 
 struct tap_build_s {
-    void      *(*mem)(size_t);
-    unsigned    depth;
+    void             *(*mem)(size_t);
+    const uint64_t   *tape;
+    const char       *strings;
+    bool              borrow;
+    unsigned          depth;
 };
 
 
@@ -60,14 +79,25 @@ tap_simd_node(tap_build_s &b)
 }
 
 
+/*
+ * A string of the tape: borrowed in place from the parser's buffer, or a
+ * copy from mem().  A borrowed string is flagged by the caller, so that
+ * cJSON_Delete() leaves it alone.
+ */
 char *
-tap_simd_string(tap_build_s &b, std::string_view s)
+tap_simd_string(const tap_build_s &b, uint64_t word)
 {
-    char  *p = static_cast<char *>(b.mem(s.size() + 1));
+    const char  *s = b.strings + (word & TAP_TAPE_PAYLOAD);
+    uint32_t     len;
+    char        *p;
 
+    if (b.borrow) {
+        return const_cast<char *>(s + sizeof(len));
+    }
+    std::memcpy(&len, s, sizeof(len));
+    p = static_cast<char *>(b.mem((size_t) len + 1));
     if (p != nullptr) {
-        std::memcpy(p, s.data(), s.size());
-        p[s.size()] = '\0';
+        std::memcpy(p, s + sizeof(len), (size_t) len + 1);
     }
     return p;
 }
@@ -88,115 +118,107 @@ tap_simd_number(cJSON *v, double d)
 }
 
 
-/* appends a fresh value to the container v, after last */
-cJSON *
-tap_simd_append(tap_build_s &b, cJSON *v, cJSON *&last)
+/* Builds the value at tape[i] into v; returns the index past it, or 0. */
+size_t
+tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
 {
-    cJSON  *e = tap_simd_node(b);
+    uint64_t   w = b.tape[i];
+    size_t     end;
+    cJSON     *e, *last = nullptr;
+    char      *key;
+    int64_t    n;
+    uint64_t   u;
+    double     d;
+    bool       obj;
 
-    if (e == nullptr) {
-        return nullptr;
-    }
-    if (last == nullptr) {
-        v->child = e;
-    } else {
-        last->next = e;
-        e->prev = last;
-    }
-    v->child->prev = e;                  /* cJSON keeps the last one there */
-    last = e;
-    return e;
-}
-
-
-bool
-tap_simd_build(tap_build_s &b, element el, cJSON *v)
-{
-    cJSON                   *e, *last = nullptr;
-    simdjson::dom::array     arr;
-    simdjson::dom::object    obj;
-
-    switch (el.type()) {
-    case element_type::ARRAY:
+    switch (w >> 56) {
+    case '[':
+    case '{':
         if (++b.depth > TAP_JSON_DEPTH) {
-            return false;
+            return 0;
         }
-        v->type = cJSON_Array;
-        if (el.get_array().get(arr) != simdjson::SUCCESS) {
-            return false;
-        }
-        for (element c : arr) {
-            e = tap_simd_append(b, v, last);
-            if (e == nullptr || !tap_simd_build(b, c, e)) {
-                return false;
+        obj = (w >> 56) == '{';
+        v->type = obj ? cJSON_Object : cJSON_Array;
+        end = (uint32_t) w;
+        for (i++; i + 1 < end; /* void */) {
+            key = nullptr;
+            if (obj) {
+                key = tap_simd_string(b, b.tape[i++]);
+                if (key == nullptr) {
+                    return 0;
+                }
             }
-        }
-        b.depth--;
-        return true;
-
-    case element_type::OBJECT:
-        if (++b.depth > TAP_JSON_DEPTH) {
-            return false;
-        }
-        v->type = cJSON_Object;
-        if (el.get_object().get(obj) != simdjson::SUCCESS) {
-            return false;
-        }
-        for (simdjson::dom::key_value_pair kv : obj) {
-            e = tap_simd_append(b, v, last);
+            e = tap_simd_node(b);
             if (e == nullptr) {
-                return false;
+                return 0;
             }
-            e->string = tap_simd_string(b, kv.key);
-            if (e->string == nullptr || !tap_simd_build(b, kv.value, e)) {
-                return false;
+            if (last == nullptr) {
+                v->child = e;
+            } else {
+                last->next = e;
+                e->prev = last;
             }
+            last = e;
+            i = tap_simd_build(b, i, e);
+            if (i == 0) {
+                return 0;
+            }
+            if (key != nullptr) {
+                e->string = key;
+                e->type |= b.borrow ? cJSON_StringIsConst : 0;
+            }
+        }
+        if (last != nullptr) {
+            v->child->prev = last;       /* cJSON keeps the last one there */
         }
         b.depth--;
-        return true;
+        return end;
 
-    case element_type::STRING:
-        v->type = cJSON_String;
-        v->valuestring = tap_simd_string(b, el.get_string().value_unsafe());
-        return v->valuestring != nullptr;
+    case '"':
+        v->type = cJSON_String | (b.borrow ? cJSON_IsReference : 0);
+        v->valuestring = tap_simd_string(b, w);
+        return v->valuestring != nullptr ? i + 1 : 0;
 
-    case element_type::INT64:
-        tap_simd_number(v, (double) el.get_int64().value_unsafe());
-        return true;
+    case 'l':
+        std::memcpy(&n, &b.tape[i + 1], sizeof(n));
+        tap_simd_number(v, (double) n);
+        return i + 2;
 
-    case element_type::UINT64:
-        tap_simd_number(v, (double) el.get_uint64().value_unsafe());
-        return true;
+    case 'u':
+        u = b.tape[i + 1];
+        tap_simd_number(v, (double) u);
+        return i + 2;
 
-    case element_type::DOUBLE:
-        tap_simd_number(v, el.get_double().value_unsafe());
-        return true;
+    case 'd':
+        std::memcpy(&d, &b.tape[i + 1], sizeof(d));
+        tap_simd_number(v, d);
+        return i + 2;
 
-    case element_type::BOOL:
-        if (el.get_bool().value_unsafe()) {
-            v->type = cJSON_True;
-            v->valueint = 1;
-        } else {
-            v->type = cJSON_False;
-        }
-        return true;
+    case 't':
+        v->type = cJSON_True;
+        v->valueint = 1;
+        return i + 1;
 
-    case element_type::NULL_VALUE:
+    case 'f':
+        v->type = cJSON_False;
+        return i + 1;
+
+    case 'n':
         v->type = cJSON_NULL;
-        return true;
+        return i + 1;
     }
-    return false;
+    return 0;
 }
 
 } /* namespace */
 
 
 extern "C" int
-tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), cJSON **out)
+tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJSON **out)
 {
     tap_simd_s   &s = tap_simd;
-    tap_build_s   b = { mem, 0 };
-    element       root;
+    tap_build_s   b = { mem, nullptr, nullptr, borrow != 0, 0 };
+    simdjson::dom::element  root;
 
     *out = nullptr;
     if (len > TAP_JSON_SIMD_MAX) {
@@ -208,13 +230,24 @@ tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), cJSON **out)
             return -1;
         }
     }
+    if (!borrow && s.spare == nullptr) {
+        s.spare = new (std::nothrow) simdjson::dom::parser(TAP_JSON_SIMD_MAX);
+        if (s.spare == nullptr) {
+            return -1;
+        }
+    }
+    simdjson::dom::parser  &p = borrow ? s.parser : *s.spare;
+
     std::memcpy(s.pad, buf, len);
-    if (s.parser.parse(s.pad, len, false).get(root) != simdjson::SUCCESS) {
+    if (p.parse(s.pad, len, false).get(root) != simdjson::SUCCESS) {
         return -1;
     }
 
+    /* the root value is the tape's second word, after the root word */
+    b.tape = p.doc.tape.get();
+    b.strings = reinterpret_cast<const char *>(p.doc.string_buf.get());
     *out = tap_simd_node(b);
-    if (*out == nullptr || !tap_simd_build(b, root, *out)) {
+    if (*out == nullptr || tap_simd_build(b, 1, *out) == 0) {
         return -1;
     }
     return 0;

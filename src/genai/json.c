@@ -8,6 +8,12 @@
  * is a cJSON tree with the same shape and values, deleted with
  * cJSON_Delete().
  *
+ * Strings.  A tree from simdjson borrows its strings from the thread's
+ * parser, which keeps them until its next parse, as long as no other tree
+ * borrows them: the one borrowing tree is remembered, and while it lives a
+ * later tree copies its strings.  Bodies are parsed, read and deleted one at
+ * a time, so they always borrow.
+ *
  * The arena: bump allocation from a thread's own block, a count of live
  * values, and the whole block back when the count reaches zero.  Under
  * AddressSanitizer every value comes from malloc, so that the sanitizer
@@ -26,14 +32,9 @@
 #include "genai/genai.h"
 #include "genai/json-simd.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if TAP_ASAN
 #define TAP_JSON_ARENA  0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TAP_JSON_ARENA  0
-#endif
-#endif
-#ifndef TAP_JSON_ARENA
+#else
 #define TAP_JSON_ARENA  32768
 #endif
 
@@ -88,6 +89,9 @@ tap_json_free(void *p)
 /* where the fast path takes values from: cJSON's allocator, so that cJSON_Delete() frees them */
 static void  *(*tap_json_mem)(size_t) = malloc;
 
+/* the live tree whose strings lie in this thread's simdjson parser, or NULL */
+static __thread cJSON  *tap_json_borrower;
+
 
 void
 tap_json_init(void)
@@ -130,6 +134,7 @@ cJSON *
 tap_json_parse(const char *buf, size_t len)
 {
     cJSON  *v;
+    int     borrow;
 #if TAP_JSON_ARENA > 0
     tap_json_arena_t  *a = &tap_json_arena;
     size_t             allocs = a->allocs;
@@ -139,12 +144,15 @@ tap_json_parse(const char *buf, size_t len)
     if (len == 0) {
         return NULL;
     }
-    if (tap_json_simd(buf, len, tap_json_mem, &v) != 0) {
+    borrow = tap_json_borrower == NULL;
+    if (tap_json_simd(buf, len, tap_json_mem, borrow, &v) != 0) {
         cJSON_Delete(v);
         v = tap_json_parse_cjson(buf, len);
         if (v == NULL) {
             return NULL;
         }
+    } else if (borrow) {
+        tap_json_borrower = v;
     }
 #if TAP_JSON_ARENA > 0
     /* every value of the tree, and nothing else, is in the arena */
@@ -161,6 +169,9 @@ tap_json_parse(const char *buf, size_t len)
 void
 tap_json_delete(cJSON *v)
 {
+    if (v != NULL && v == tap_json_borrower) {
+        tap_json_borrower = NULL;
+    }
 #if TAP_JSON_ARENA > 0
     tap_json_arena_t  *a = &tap_json_arena;
 
