@@ -125,6 +125,14 @@ tap_fx_split_pair(const char *entry, char **left, char **right)
 }
 
 
+/* n rounded up to the alignment of any state */
+static size_t
+tap_fx_round(size_t n)
+{
+    return (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+}
+
+
 /* Fills r from a comma-separated list of names. */
 static int
 tap_fx_route_filters(tap_froute_t *r, const char *list, char **err)
@@ -167,6 +175,7 @@ tap_fx_route_filters(tap_froute_t *r, const char *list, char **err)
             return TAP_ERROR;
         }
         r->filters[r->n++] = f;
+        r->state_size += tap_fx_round(f->state_size);
     }
     return TAP_OK;
 }
@@ -285,6 +294,62 @@ tap_fconf_cleanup(tap_fconf_t *fc)
 /* --- one exchange --------------------------------------------------------------------------- */
 
 
+/* blocks of this thread's ended exchanges, kept for its next ones (a list through next) */
+#define TAP_FX_SPARES  64
+
+static __thread tap_fx_t  *tap_fx_spare;
+static __thread unsigned   tap_fx_nspare;
+
+
+/* A zeroed block of at least size bytes; a spare one keeps its capture buffer. */
+static tap_fx_t *
+tap_fx_alloc(size_t size)
+{
+    tap_fx_t  *fx = tap_fx_spare;
+    char      *body;
+    size_t     cap;
+
+    if (fx != NULL) {
+        tap_fx_spare = fx->next;
+        tap_fx_nspare--;
+        if (fx->size < size) {
+            free(fx->body);
+            free(fx);
+            fx = NULL;
+        }
+    }
+    if (fx == NULL) {
+        fx = calloc(1, size);
+        if (fx != NULL) {
+            fx->size = size;
+        }
+        return fx;
+    }
+    body = fx->body;
+    cap = fx->body_cap;
+    size = fx->size;
+    memset(fx, 0, size);
+    fx->body = body;
+    fx->body_cap = cap;
+    fx->size = size;
+    return fx;
+}
+
+
+void
+tap_fx_thread_done(void)
+{
+    tap_fx_t  *fx;
+
+    while ((fx = tap_fx_spare) != NULL) {
+        tap_fx_spare = fx->next;
+        free(fx->body);
+        free(fx);
+    }
+    tap_fx_nspare = 0;
+}
+
+
 tap_fx_t *
 tap_fx_begin(const tap_fconf_t *fc, tap_exchange_t *ex, const char *method, const char *path,
     size_t path_len)
@@ -292,7 +357,7 @@ tap_fx_begin(const tap_fconf_t *fc, tap_exchange_t *ex, const char *method, cons
     const tap_froute_t  *r = NULL;
     const tap_filter_t  *f;
     tap_fx_t            *fx;
-    size_t               i;
+    size_t               i, used = 0;
     int                  claimed = 0;
 
     for (i = 0; i < fc->nroutes; i++) {
@@ -305,7 +370,7 @@ tap_fx_begin(const tap_fconf_t *fc, tap_exchange_t *ex, const char *method, cons
         return NULL;
     }
 
-    fx = calloc(1, sizeof(*fx));
+    fx = tap_fx_alloc(sizeof(*fx) + r->state_size);
     if (fx == NULL) {
         return NULL;
     }
@@ -329,15 +394,13 @@ tap_fx_begin(const tap_fconf_t *fc, tap_exchange_t *ex, const char *method, cons
             claimed = 1;
         }
         if (f->state_size > 0) {
-            fx->state[fx->nactive] = calloc(1, f->state_size);
-            if (fx->state[fx->nactive] == NULL) {
-                continue;
-            }
+            fx->state[fx->nactive] = fx->mem + used;
+            used += tap_fx_round(f->state_size);
         }
         fx->active[fx->nactive++] = f;
     }
     if (fx->nactive == 0) {
-        free(fx);
+        tap_fx_free(fx);
         return NULL;
     }
     ex->analysed = claimed;
@@ -777,13 +840,8 @@ tap_fx_complete(tap_fx_t *fx, int cut, void (*out)(void *ctx, const char *p, siz
 void
 tap_fx_free(tap_fx_t *fx)
 {
-    size_t  i;
-
     if (fx == NULL) {
         return;
-    }
-    for (i = 0; i < fx->nactive; i++) {
-        free(fx->state[i]);
     }
     if (fx->fed) {
         if (fx->frame == TAP_FRAME_SSE) {
@@ -793,7 +851,18 @@ tap_fx_free(tap_fx_t *fx)
         }
     }
     free(fx->new_body);
-    free(fx->body);
     free(fx->hold);
+    if (fx->body_cap > TAP_FX_KEEP) {
+        free(fx->body);
+        fx->body = NULL;
+        fx->body_cap = 0;
+    }
+    if (tap_fx_nspare < TAP_FX_SPARES && !TAP_ASAN) {
+        fx->next = tap_fx_spare;
+        tap_fx_spare = fx;
+        tap_fx_nspare++;
+        return;
+    }
+    free(fx->body);
     free(fx);
 }

@@ -31,6 +31,7 @@
 #include "genai/split.h"
 
 #define TAP_FILTER_MAX   16
+#define TAP_FX_KEEP      (64 * 1024)
 
 typedef struct tap_fx_s      tap_fx_t;
 typedef struct tap_filter_s  tap_filter_t;
@@ -79,6 +80,7 @@ typedef struct tap_froute_s {
     size_t               prefix_len;
     const tap_filter_t  *filters[TAP_FILTER_MAX];
     unsigned             n;
+    size_t               state_size;   /* the filters' states, each rounded up */
 } tap_froute_t;
 
 /* A classifier score: the number at pointer in responses of a route or model. */
@@ -142,6 +144,9 @@ struct tap_fx_s {
     void                (*out)(void *ctx, const char *p, size_t len);
     void                 *out_ctx;
     int                   out_drop;
+    tap_fx_t             *next;        /* in its thread's spare blocks */
+    size_t                size;        /* of this block, with the states after it */
+    _Alignas(max_align_t) unsigned char  mem[];  /* the states */
 };
 
 /* --- configuration (filter.c) --- */
@@ -205,6 +210,12 @@ void tap_fx_response_data(tap_fx_t *fx, const char *p, size_t len,
 void tap_fx_complete(tap_fx_t *fx, int cut, void (*out)(void *ctx, const char *p, size_t len),
     void *ctx);
 
+/*
+ * Ends an exchange.  Its thread keeps the block, with a capture buffer of
+ * up to TAP_FX_KEEP bytes, for a later exchange (a few dozen blocks at
+ * most); tap_fx_thread_done() frees what a thread keeps, before it exits.
+ */
 void tap_fx_free(tap_fx_t *fx);
+void tap_fx_thread_done(void);
 
 #endif /* TAP_FILTER_H */

@@ -105,14 +105,44 @@ tap_gen_init(tap_gen_t *g)
 }
 
 
+/* text states given back on this thread, kept for its next exchanges */
+#define TAP_GEN_SPARES  64
+
+static __thread XXH3_state_t  *tap_gen_spare[TAP_GEN_SPARES];
+static __thread unsigned       tap_gen_nspare;
+
+
+static XXH3_state_t *
+tap_gen_state_new(void)
+{
+    if (tap_gen_nspare > 0) {
+        return tap_gen_spare[--tap_gen_nspare];
+    }
+    return XXH3_createState();
+}
+
+
 void
 tap_gen_cleanup(tap_gen_t *g)
 {
     unsigned  i;
 
     for (i = 0; i < TAP_GEN_MAX_CHOICES; i++) {
-        XXH3_freeState(g->text[i]);
+        if (g->text[i] != NULL && tap_gen_nspare < TAP_GEN_SPARES && !TAP_ASAN) {
+            tap_gen_spare[tap_gen_nspare++] = g->text[i];
+        } else {
+            XXH3_freeState(g->text[i]);
+        }
         g->text[i] = NULL;
+    }
+}
+
+
+void
+tap_gen_thread_done(void)
+{
+    while (tap_gen_nspare > 0) {
+        XXH3_freeState(tap_gen_spare[--tap_gen_nspare]);
     }
 }
 
@@ -853,7 +883,7 @@ tap_gen_text(tap_gen_t *g, unsigned choice, const char *s, size_t len)
     }
 
     if (g->text[choice] == NULL) {
-        g->text[choice] = XXH3_createState();
+        g->text[choice] = tap_gen_state_new();
         if (g->text[choice] == NULL) {
             return;
         }

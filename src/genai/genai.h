@@ -114,7 +114,10 @@ typedef struct tap_gen_s {
 
 
 void tap_gen_init(tap_gen_t *g);
-void tap_gen_cleanup(tap_gen_t *g);       /* frees the text states */
+/* Gives the text states back: the thread keeps a few dozen for its next
+ * exchanges, which tap_gen_thread_done() frees before the thread exits. */
+void tap_gen_cleanup(tap_gen_t *g);
+void tap_gen_thread_done(void);
 
 /* Copies a JSON string (or nothing when v is not a string) into dst[TAP_GEN_STR]. */
 void tap_gen_copy(char *dst, cJSON *v);

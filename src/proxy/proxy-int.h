@@ -157,7 +157,8 @@ struct tap_txn_s {
     uint64_t          tried;           /* bit per server index (first 64) */
     struct evbuffer  *uhead;           /* request head for upstream, kept for retries */
     struct evbuffer  *ubody;           /* body bytes not yet handed to a connection */
-    char             *path;
+    char             *path;            /* path_buf, or malloc'd when longer */
+    char              path_buf[128];
     tap_fx_t         *fx;              /* filter chain, NULL when no filter applies */
     uint64_t          body_len;        /* Content-Length sent upstream when rewritten */
     tap_uphase_e      uphase;

@@ -372,7 +372,9 @@ tap_txn_finish(tap_txn_t *t)
     dc->txn = NULL;
     tap_fx_free(t->fx);
     tap_gen_cleanup(&t->ex.gen);
-    free(t->path);
+    if (t->path != t->path_buf) {
+        free(t->path);
+    }
 
     /* kept, buffers and all, for the worker's next request */
     if (w->nspare < TAP_TXN_SPARES) {
@@ -548,7 +550,7 @@ tap_txn_fill_request(tap_txn_t *t)
     q = memchr(url, '?', rp->hl.ulen);
     len = q != NULL ? (size_t) (q - url) : rp->hl.ulen;
     len = TAP_MIN(len, 2048);
-    t->path = malloc(len + 1);
+    t->path = len < sizeof(t->path_buf) ? t->path_buf : malloc(len + 1);
     if (t->path != NULL) {
         memcpy(t->path, url, len);
         t->path[len] = '\0';

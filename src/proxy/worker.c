@@ -157,6 +157,8 @@ tap_worker_main(void *arg)
     tap_worker_free_listeners(w);
     tap_worker_kill_all(w);
     tap_alog_buf_cleanup(&w->log);
+    tap_fx_thread_done();
+    tap_gen_thread_done();
     __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
