@@ -143,11 +143,11 @@ tap_kserve_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJ
     tap_gen_copy(g->model, tap_json_get(json, "model"));
 
     params = tap_json_get(json, "parameters");
-    tap_gen_hash_params(g, cJSON_IsObject(params) && tap_json_size(params) > 0
+    tap_gen_hash_params(g, tap_json_is_object(params) && tap_json_size(params) > 0
                            ? params : NULL);
 
     inputs = tap_json_get(json, "inputs");
-    if (!cJSON_IsArray(inputs)) {
+    if (!tap_json_is_array(inputs)) {
         g->req_parse = TAP_GEN_PARSE_UNEXPECTED;
         return;
     }
@@ -182,7 +182,7 @@ tap_kserve_max(cJSON *data, double *max, unsigned depth)
         return -1;
     }
     tap_json_foreach(data, i, e) {
-        if (cJSON_IsArray(e)) {
+        if (tap_json_is_array(e)) {
             k = tap_kserve_max(e, max, depth + 1);
             if (k < 0) {
                 return -1;
@@ -205,7 +205,7 @@ tap_kserve_max(cJSON *data, double *max, unsigned depth)
 static int
 tap_kserve_is_float(cJSON *dt)
 {
-    const char  *s = cJSON_GetStringValue(dt);
+    const char  *s = tap_json_string(dt);
 
     return s != NULL && (strcmp(s, "FP32") == 0 || strcmp(s, "FP64") == 0
                          || strcmp(s, "FP16") == 0 || strcmp(s, "BF16") == 0);
@@ -221,11 +221,11 @@ tap_kserve_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     (void) st;
 
-    if (!cJSON_IsObject(j)) {
+    if (!tap_json_is_object(j)) {
         return TAP_FEV_PASS;
     }
     v = tap_json_get(j, "error");
-    if (v != NULL && !cJSON_IsNull(v)) {
+    if (v != NULL && !tap_json_is_null(v)) {
         tap_gen_error(g, "error", 5);
         return TAP_FEV_PASS;
     }
@@ -234,7 +234,7 @@ tap_kserve_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     out = tap_json_at(tap_json_get(j, "outputs"), 0);
     data = tap_json_get(out, "data");
-    if (!tap_kserve_is_float(tap_json_get(out, "datatype")) || !cJSON_IsArray(data)) {
+    if (!tap_kserve_is_float(tap_json_get(out, "datatype")) || !tap_json_is_array(data)) {
         return TAP_FEV_PASS;
     }
     if (tap_kserve_max(data, &max, 0) > 0) {

@@ -110,7 +110,7 @@ tap_llamacpp_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, 
     /* the server runs one model; "model" is there when a router needs it */
     tap_gen_copy(g->model, tap_json_get(json, "model"));
     v = tap_json_get(json, "stream");
-    g->stream = cJSON_IsTrue(v) ? 1 : 0;
+    g->stream = tap_json_is_true(v) ? 1 : 0;
 
     if (tap_gen_number(tap_json_get(json, "temperature"), &d) == 0) {
         g->temperature = d;
@@ -181,7 +181,7 @@ tap_llamacpp_probs(tap_gen_t *g, cJSON *cps)
     double        v;
 
     tap_json_foreach(cps, i, e) {
-        if (!cJSON_IsObject(e)) {
+        if (!tap_json_is_object(e)) {
             continue;
         }
         n++;
@@ -194,7 +194,7 @@ tap_llamacpp_probs(tap_gen_t *g, cJSON *cps)
             continue;
         }
         content = tap_json_get(e, "content");
-        if (!cJSON_IsString(content)) {
+        if (!tap_json_is_string(content)) {
             continue;
         }
         tap_json_foreach(tap_json_get(e, "probs"), k, c) {
@@ -219,8 +219,8 @@ tap_llamacpp_finish(tap_gen_t *g, unsigned choice, cJSON *j)
     const char  *s, *r = NULL;
 
     v = tap_json_get(j, "stop_type");
-    if (cJSON_IsString(v)) {
-        s = cJSON_GetStringValue(v);
+    if (tap_json_is_string(v)) {
+        s = tap_json_string(v);
         if (strcmp(s, "eos") == 0 || strcmp(s, "word") == 0) {
             r = "stop";
         } else if (strcmp(s, "limit") == 0) {
@@ -228,11 +228,11 @@ tap_llamacpp_finish(tap_gen_t *g, unsigned choice, cJSON *j)
         } else if (strcmp(s, "none") != 0 && s[0] != '\0') {
             r = s;
         }
-    } else if (cJSON_IsTrue(tap_json_get(j, "stopped_eos"))
-               || cJSON_IsTrue(tap_json_get(j, "stopped_word")))
+    } else if (tap_json_is_true(tap_json_get(j, "stopped_eos"))
+               || tap_json_is_true(tap_json_get(j, "stopped_word")))
     {
         r = "stop";
-    } else if (cJSON_IsTrue(tap_json_get(j, "stopped_limit"))) {
+    } else if (tap_json_is_true(tap_json_get(j, "stopped_limit"))) {
         r = "length";
     }
     if (r != NULL) {
@@ -290,13 +290,13 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, cJSON *j, tap_llamacpp
     size_t      len = 0;
 
     v = tap_json_get(j, "error");
-    if (v != NULL && !cJSON_IsNull(v)) {
+    if (v != NULL && !tap_json_is_null(v)) {
         t = tap_json_get(v, "type");
-        if (!cJSON_IsString(t) || tap_json_strlen(t) == 0) {
+        if (!tap_json_is_string(t) || tap_json_strlen(t) == 0) {
             t = tap_json_get(v, "code");
         }
-        if (cJSON_IsString(t) && tap_json_strlen(t) > 0) {
-            tap_gen_error(g, cJSON_GetStringValue(t), tap_json_strlen(t));
+        if (tap_json_is_string(t) && tap_json_strlen(t) > 0) {
+            tap_gen_error(g, tap_json_string(t), tap_json_strlen(t));
         } else {
             tap_gen_error(g, "error", 5);
         }
@@ -311,9 +311,9 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, cJSON *j, tap_llamacpp
     }
 
     v = tap_json_get(j, "content");
-    if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
+    if (tap_json_is_string(v) && tap_json_strlen(v) > 0) {
         len = tap_json_strlen(v);
-        tap_gen_text(g, choice, cJSON_GetStringValue(v), len);
+        tap_gen_text(g, choice, tap_json_string(v), len);
     }
     n = tap_llamacpp_probs(g, tap_json_get(j, "completion_probabilities"));
     if (!ev->whole) {
@@ -328,7 +328,7 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, cJSON *j, tap_llamacpp
         }
     }
 
-    if (ev->whole || cJSON_IsTrue(tap_json_get(j, "stop"))) {
+    if (ev->whole || tap_json_is_true(tap_json_get(j, "stop"))) {
         tap_gen_copy(g->response_model, tap_json_get(j, "model"));
         tap_llamacpp_finish(g, choice, j);
         tap_llamacpp_usage(g, u, j);
@@ -343,13 +343,13 @@ tap_llamacpp_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     cJSON   *e;
     size_t   i;
 
-    if (ev->whole && cJSON_IsArray(ev->json)) {
+    if (ev->whole && tap_json_is_array(ev->json)) {
         tap_json_foreach(ev->json, i, e) {
-            if (cJSON_IsObject(e) && tap_llamacpp_answer(fx, ev, e, st)) {
+            if (tap_json_is_object(e) && tap_llamacpp_answer(fx, ev, e, st)) {
                 break;
             }
         }
-    } else if (cJSON_IsObject(ev->json)) {
+    } else if (tap_json_is_object(ev->json)) {
         tap_llamacpp_answer(fx, ev, ev->json, st);
     }
     return TAP_FEV_PASS;

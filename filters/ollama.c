@@ -127,10 +127,10 @@ tap_ollama_options(tap_gen_t *g, cJSON *opts, cJSON *extra)
     double        d;
     int64_t       i;
 
-    if (opts == NULL || cJSON_IsNull(opts)) {
+    if (opts == NULL || tap_json_is_null(opts)) {
         return 0;
     }
-    if (!cJSON_IsObject(opts)) {
+    if (!tap_json_is_object(opts)) {
         return -1;
     }
 
@@ -189,21 +189,21 @@ tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJ
     v = tap_json_get(json, "stream");
     if (kind == TAP_OLLAMA_EMBED || kind == TAP_OLLAMA_EMBEDDINGS) {
         g->stream = 0;
-    } else if (cJSON_IsBool(v)) {
-        g->stream = cJSON_IsTrue(v);
+    } else if (tap_json_is_bool(v)) {
+        g->stream = tap_json_is_true(v);
     } else {
         g->stream = 1;                  /* Ollama's default */
     }
 
     v = tap_json_get(json, "logprobs");
-    if (cJSON_IsBool(v)) {
-        g->logprobs = cJSON_IsTrue(v);
+    if (tap_json_is_bool(v)) {
+        g->logprobs = tap_json_is_true(v);
     }
     if (tap_gen_integer(tap_json_get(json, "top_logprobs"), &i) == 0) {
         g->top_logprobs = i;
     }
     v = tap_json_get(json, "tools");
-    if (cJSON_IsArray(v)) {
+    if (tap_json_is_array(v)) {
         g->ntools = (unsigned) tap_json_size(v);
     }
 
@@ -231,7 +231,7 @@ tap_ollama_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJ
         v = tap_json_get(json, "prompt");
         system = tap_json_get(json, "system");
         if (v != NULL) {
-            rc |= tap_gen_hash_prompt(g, v, cJSON_IsString(system) ? system : NULL);
+            rc |= tap_gen_hash_prompt(g, v, tap_json_is_string(system) ? system : NULL);
         }
         break;
 
@@ -283,11 +283,11 @@ tap_ollama_logprobs(tap_gen_t *g, cJSON *lps)
     double     lp;
     uint64_t   n = 0;
 
-    if (!cJSON_IsArray(lps)) {
+    if (!tap_json_is_array(lps)) {
         return 0;
     }
     tap_json_foreach(lps, i, e) {
-        if (!cJSON_IsObject(e)) {
+        if (!tap_json_is_object(e)) {
             continue;
         }
         n++;
@@ -314,11 +314,11 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     (void) st;
 
-    if (!cJSON_IsObject(j)) {
+    if (!tap_json_is_object(j)) {
         return TAP_FEV_PASS;
     }
     v = tap_json_get(j, "error");
-    if (v != NULL && !cJSON_IsNull(v)) {
+    if (v != NULL && !tap_json_is_null(v)) {
         tap_gen_error(g, "error", 5);
         return TAP_FEV_PASS;
     }
@@ -337,11 +337,11 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
         v = tap_json_get(j, "response");
         other = tap_json_get(j, "thinking");
     }
-    if (cJSON_IsString(v)) {
-        text = cJSON_GetStringValue(v);
+    if (tap_json_is_string(v)) {
+        text = tap_json_string(v);
         len = tap_json_strlen(v);
     }
-    if (cJSON_IsString(other) && tap_json_strlen(other) > 0) {
+    if (tap_json_is_string(other) && tap_json_strlen(other) > 0) {
         busy = 1;
     }
 
@@ -360,12 +360,12 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
         return TAP_FEV_PASS;
     }
 
-    if (!cJSON_IsTrue(tap_json_get(j, "done"))) {
+    if (!tap_json_is_true(tap_json_get(j, "done"))) {
         return TAP_FEV_PASS;
     }
     v = tap_json_get(j, "done_reason");
-    if (cJSON_IsString(v)) {
-        tap_gen_finish_reason(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
+    if (tap_json_is_string(v)) {
+        tap_gen_finish_reason(g, 0, tap_json_string(v), tap_json_strlen(v));
     }
     /* prompt_eval_count is left out when the whole prompt came from the cache */
     if (tap_gen_integer(tap_json_get(j, "prompt_eval_count"), &prompt) != 0) {

@@ -323,10 +323,10 @@ tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON
 
     tap_gen_copy(g->model, tap_json_get(json, "model"));
     v = tap_json_get(json, "stream");
-    g->stream = cJSON_IsTrue(v) ? 1 : 0;
+    g->stream = tap_json_is_true(v) ? 1 : 0;
     so = tap_json_get(json, "stream_options");
     if (g->stream == 1) {
-        g->include_usage = cJSON_IsTrue(tap_json_get(so, "include_usage")) ? 1 : 0;
+        g->include_usage = tap_json_is_true(tap_json_get(so, "include_usage")) ? 1 : 0;
     }
     if (tap_gen_integer(tap_json_get(json, "max_completion_tokens"), &i64) == 0
         || tap_gen_integer(tap_json_get(json, "max_tokens"), &i64) == 0)
@@ -341,15 +341,15 @@ tap_oai_request_body(tap_fx_t *fx, void *st, const char *body, size_t len, cJSON
     tap_gen_integer(tap_json_get(json, "seed"), &g->seed);
     tap_gen_integer(tap_json_get(json, "n"), &g->n);
     v = tap_json_get(json, "logprobs");
-    if (cJSON_IsBool(v)) {
-        g->logprobs = cJSON_IsTrue(v);
+    if (tap_json_is_bool(v)) {
+        g->logprobs = tap_json_is_true(v);
     } else if (tap_gen_integer(v, &i64) == 0) {
         g->logprobs = 1;                 /* completions: the number of alternatives */
         g->top_logprobs = i64;
     }
     tap_gen_integer(tap_json_get(json, "top_logprobs"), &g->top_logprobs);
     v = tap_json_get(json, "tools");
-    if (cJSON_IsArray(v)) {
+    if (tap_json_is_array(v)) {
         g->ntools = (unsigned) tap_json_size(v);
     }
     tap_gen_hash_params(g, tap_json_get(json, "stop"));
@@ -393,7 +393,7 @@ tap_oai_logprobs(tap_gen_t *g, cJSON *lp)
     double     v;
 
     list = tap_json_get(lp, "content");          /* chat */
-    if (cJSON_IsArray(list)) {
+    if (tap_json_is_array(list)) {
         tap_json_foreach(list, i, e) {
             if (tap_gen_number(tap_json_get(e, "logprob"), &v) == 0) {
                 tap_gen_logprob(g, v);
@@ -403,7 +403,7 @@ tap_oai_logprobs(tap_gen_t *g, cJSON *lp)
         return n;
     }
     list = tap_json_get(lp, "token_logprobs");   /* completions */
-    if (cJSON_IsArray(list)) {
+    if (tap_json_is_array(list)) {
         tap_json_foreach(list, i, e) {
             if (tap_gen_number(e, &v) == 0) {
                 tap_gen_logprob(g, v);
@@ -424,7 +424,7 @@ tap_oai_tool_text(cJSON *calls)
 
     tap_json_foreach(calls, i, c) {
         a = tap_json_get(tap_json_get(c, "function"), "arguments");
-        if (cJSON_IsString(a) && tap_json_strlen(a) > 0) {
+        if (tap_json_is_string(a) && tap_json_strlen(a) > 0) {
             return 1;
         }
     }
@@ -446,17 +446,17 @@ tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint6
     }
 
     m = tap_json_get(c, whole ? "message" : "delta");
-    if (cJSON_IsObject(m)) {
+    if (tap_json_is_object(m)) {
         t = tap_json_get(m, "content");
-        if (cJSON_IsString(t)) {
-            tap_gen_text(g, ci, cJSON_GetStringValue(t), tap_json_strlen(t));
+        if (tap_json_is_string(t)) {
+            tap_gen_text(g, ci, tap_json_string(t), tap_json_strlen(t));
             *tokens |= tap_json_strlen(t) > 0;
         }
         t = tap_json_get(m, "reasoning_content");
-        if (!cJSON_IsString(t)) {
+        if (!tap_json_is_string(t)) {
             t = tap_json_get(m, "reasoning");
         }
-        if (cJSON_IsString(t) && tap_json_strlen(t) > 0) {
+        if (tap_json_is_string(t) && tap_json_strlen(t) > 0) {
             g->completion_chars += tap_json_strlen(t);
             *tokens = 1;
         }
@@ -465,8 +465,8 @@ tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint6
         }
     } else {
         t = tap_json_get(c, "text");                 /* completions */
-        if (cJSON_IsString(t)) {
-            tap_gen_text(g, ci, cJSON_GetStringValue(t), tap_json_strlen(t));
+        if (tap_json_is_string(t)) {
+            tap_gen_text(g, ci, tap_json_string(t), tap_json_strlen(t));
             *tokens |= tap_json_strlen(t) > 0;
         }
     }
@@ -474,8 +474,8 @@ tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint6
     *counted += tap_oai_logprobs(g, tap_json_get(c, "logprobs"));
 
     fr = tap_json_get(c, "finish_reason");
-    if (cJSON_IsString(fr)) {
-        tap_gen_finish_reason(g, ci, cJSON_GetStringValue(fr), tap_json_strlen(fr));
+    if (tap_json_is_string(fr)) {
+        tap_gen_finish_reason(g, ci, tap_json_string(fr), tap_json_strlen(fr));
     }
 }
 
@@ -492,7 +492,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     int         tokens = 0, usage_only;
 
     TAP_UNUSED(o);
-    if (!cJSON_IsObject(j)) {
+    if (!tap_json_is_object(j)) {
         if (ev->json != NULL) {
             g->resp_parse = TAP_GEN_PARSE_UNEXPECTED;
         }
@@ -500,13 +500,13 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     }
 
     v = tap_json_get(j, "error");
-    if (v != NULL && !cJSON_IsNull(v)) {
+    if (v != NULL && !tap_json_is_null(v)) {
         u = tap_json_get(v, "type");
-        if (!cJSON_IsString(u)) {
+        if (!tap_json_is_string(u)) {
             u = tap_json_get(v, "code");
         }
-        if (cJSON_IsString(u)) {
-            tap_gen_error(g, cJSON_GetStringValue(u), tap_json_strlen(u));
+        if (tap_json_is_string(u)) {
+            tap_gen_error(g, tap_json_string(u), tap_json_strlen(u));
         } else {
             tap_gen_error(g, "error", 5);
         }
@@ -521,7 +521,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     }
 
     u = tap_json_get(j, "usage");
-    if (cJSON_IsObject(u)) {
+    if (tap_json_is_object(u)) {
         pt = ct = cached = TAP_GEN_UNSET;
         tap_gen_integer(tap_json_get(u, "prompt_tokens"), &pt);
         tap_gen_integer(tap_json_get(u, "completion_tokens"), &ct);
@@ -531,7 +531,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     }
 
     c = tap_json_get(j, "choices");
-    if (cJSON_IsArray(c)) {
+    if (tap_json_is_array(c)) {
         tap_json_foreach(c, i, v) {
             tap_oai_choice(fx, v, i, ev->whole, &tokens, &counted);
         }
@@ -541,7 +541,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
         tap_gen_tokens(g, ev->now, counted > 0 ? counted : 1);
     }
 
-    usage_only = cJSON_IsObject(u) && cJSON_IsArray(c) && tap_json_size(c) == 0;
+    usage_only = tap_json_is_object(u) && tap_json_is_array(c) && tap_json_size(c) == 0;
     if (usage_only && fx->usage_injected && !ev->whole) {
         return TAP_FEV_DROP;
     }

@@ -97,7 +97,7 @@ tap_tgi_params(tap_gen_t *g, cJSON *params)
     double        d;
     int64_t       i;
 
-    if (params != NULL && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
+    if (params != NULL && !tap_json_is_null(params) && !tap_json_is_object(params)) {
         tap_gen_hash_params(g, NULL);
         return -1;
     }
@@ -124,8 +124,8 @@ tap_tgi_params(tap_gen_t *g, cJSON *params)
         g->top_logprobs = i;
     }
     v = tap_json_get(params, "details");
-    if (cJSON_IsBool(v)) {
-        g->logprobs = cJSON_IsTrue(v);
+    if (tap_json_is_bool(v)) {
+        g->logprobs = tap_json_is_true(v);
     }
 
     extra = cJSON_CreateObject();
@@ -185,10 +185,10 @@ tap_tgi_finish_reason(tap_gen_t *g, cJSON *v)
 {
     const char  *s;
 
-    if (!cJSON_IsString(v)) {
+    if (!tap_json_is_string(v)) {
         return;
     }
-    s = cJSON_GetStringValue(v);
+    s = tap_json_string(v);
     if (strcmp(s, "eos_token") == 0 || strcmp(s, "stop_sequence") == 0) {
         tap_gen_finish_reason(g, 0, "stop", 4);
     } else {
@@ -205,10 +205,10 @@ tap_tgi_token(tap_gen_t *g, cJSON *tok, int text)
     double   lp;
 
     v = tap_json_get(tok, "text");
-    if (text && cJSON_IsString(v) && tap_json_strlen(v) > 0
-        && !cJSON_IsTrue(tap_json_get(tok, "special")))
+    if (text && tap_json_is_string(v) && tap_json_strlen(v) > 0
+        && !tap_json_is_true(tap_json_get(tok, "special")))
     {
-        tap_gen_text(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
+        tap_gen_text(g, 0, tap_json_string(v), tap_json_strlen(v));
     }
     if (tap_gen_number(tap_json_get(tok, "logprob"), &lp) == 0) {
         tap_gen_logprob(g, lp);
@@ -224,7 +224,7 @@ tap_tgi_details(tap_gen_t *g, cJSON *details)
     cJSON    *prefill;
     int64_t   prompt, completion;
 
-    if (!cJSON_IsObject(details)) {
+    if (!tap_json_is_object(details)) {
         return;
     }
     tap_tgi_finish_reason(g, tap_json_get(details, "finish_reason"));
@@ -254,17 +254,17 @@ tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     (void) st;
 
     /* the plain answer of the compatibility route is [ {...} ] */
-    if (ev->whole && cJSON_IsArray(j) && tap_json_size(j) == 1) {
+    if (ev->whole && tap_json_is_array(j) && tap_json_size(j) == 1) {
         j = tap_json_at(j, 0);
     }
-    if (!cJSON_IsObject(j)) {
+    if (!tap_json_is_object(j)) {
         return TAP_FEV_PASS;
     }
     v = tap_json_get(j, "error");
-    if (v != NULL && !cJSON_IsNull(v)) {
+    if (v != NULL && !tap_json_is_null(v)) {
         v = tap_json_get(j, "error_type");
-        if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
-            tap_gen_error(g, cJSON_GetStringValue(v), tap_json_strlen(v));
+        if (tap_json_is_string(v) && tap_json_strlen(v) > 0) {
+            tap_gen_error(g, tap_json_string(v), tap_json_strlen(v));
         } else {
             tap_gen_error(g, "error", 5);
         }
@@ -275,11 +275,11 @@ tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     if (ev->whole) {
         v = tap_json_get(j, "generated_text");
-        if (cJSON_IsString(v) && tap_json_strlen(v) > 0) {
-            tap_gen_text(g, 0, cJSON_GetStringValue(v), tap_json_strlen(v));
+        if (tap_json_is_string(v) && tap_json_strlen(v) > 0) {
+            tap_gen_text(g, 0, tap_json_string(v), tap_json_strlen(v));
         }
         tap_json_foreach(tap_json_get(details, "tokens"), i, tok) {
-            if (cJSON_IsObject(tok)) {
+            if (tap_json_is_object(tok)) {
                 tap_tgi_token(g, tok, 0);
             }
         }
@@ -288,7 +288,7 @@ tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     }
 
     tok = tap_json_get(j, "token");
-    if (cJSON_IsObject(tok)) {
+    if (tap_json_is_object(tok)) {
         tap_tgi_token(g, tok, 1);
         tap_gen_tokens(g, ev->now, 1);
     }

@@ -490,7 +490,7 @@ tap_fx_request_end(tap_fx_t *fx, const char *body, size_t len)
     } else if (len > 0) {
         json = tap_json_parse(body, len);
         g->req_parse = json != NULL ? TAP_GEN_PARSE_OK : TAP_GEN_PARSE_NOT_JSON;
-        if (json != NULL && !cJSON_IsObject(json)) {
+        if (json != NULL && !tap_json_is_object(json)) {
             g->req_parse = TAP_GEN_PARSE_UNEXPECTED;   /* every API takes an object */
             tap_json_delete(json);
             json = NULL;

@@ -185,8 +185,8 @@ tap_gen_strlcpy(char *dst, size_t size, const char *s, size_t len)
 void
 tap_gen_copy(char *dst, cJSON *v)
 {
-    if (cJSON_IsString(v)) {
-        tap_gen_strlcpy(dst, TAP_GEN_STR, cJSON_GetStringValue(v), tap_json_strlen(v));
+    if (tap_json_is_string(v)) {
+        tap_gen_strlcpy(dst, TAP_GEN_STR, tap_json_string(v), tap_json_strlen(v));
     }
 }
 
@@ -289,7 +289,7 @@ tap_hash_json(XXH3_state_t *st, cJSON *v)
         break;
 
     case cJSON_String:
-        tap_hash_field(st, 's', cJSON_GetStringValue(v), tap_json_strlen(v));
+        tap_hash_field(st, 's', tap_json_string(v), tap_json_strlen(v));
         break;
 
     case cJSON_Number:
@@ -414,14 +414,14 @@ tap_gen_part_text(cJSON *part, size_t *len)
     const char  *type;
     cJSON       *text;
 
-    if (cJSON_IsString(part)) {
+    if (tap_json_is_string(part)) {
         *len = tap_json_strlen(part);
-        return cJSON_GetStringValue(part);
+        return tap_json_string(part);
     }
 
-    type = cJSON_GetStringValue(tap_json_get(part, "type"));
+    type = tap_json_string(tap_json_get(part, "type"));
     text = tap_json_get(part, "text");
-    if (type == NULL || !cJSON_IsString(text)
+    if (type == NULL || !tap_json_is_string(text)
         || (strcmp(type, "text") != 0 && strcmp(type, "input_text") != 0
             && strcmp(type, "output_text") != 0))
     {
@@ -429,7 +429,7 @@ tap_gen_part_text(cJSON *part, size_t *len)
     }
 
     *len = tap_json_strlen(text);
-    return cJSON_GetStringValue(text);
+    return tap_json_string(text);
 }
 
 
@@ -449,18 +449,18 @@ tap_gen_hash_content(XXH3_state_t *st, cJSON *content, uint64_t *chars)
     size_t       i, len, total;
     cJSON       *part;
 
-    if (content == NULL || cJSON_IsNull(content)) {
+    if (content == NULL || tap_json_is_null(content)) {
         return;
     }
 
-    if (cJSON_IsString(content)) {
+    if (tap_json_is_string(content)) {
         len = tap_json_strlen(content);
-        tap_hash_field(st, 'C', cJSON_GetStringValue(content), len);
+        tap_hash_field(st, 'C', tap_json_string(content), len);
         *chars += len;
         return;
     }
 
-    if (!cJSON_IsArray(content)) {
+    if (!tap_json_is_array(content)) {
         tap_hash_tag(st, 'P');
         tap_hash_json(st, content);
         return;
@@ -494,8 +494,8 @@ tap_gen_hash_content(XXH3_state_t *st, cJSON *content, uint64_t *chars)
 static void
 tap_gen_hash_string(XXH3_state_t *st, char tag, cJSON *v)
 {
-    if (cJSON_IsString(v)) {
-        tap_hash_field(st, tag, cJSON_GetStringValue(v), tap_json_strlen(v));
+    if (tap_json_is_string(v)) {
+        tap_hash_field(st, tag, tap_json_string(v), tap_json_strlen(v));
     }
 }
 
@@ -507,11 +507,11 @@ tap_gen_hash_each(XXH3_state_t *st, char tag, cJSON *v)
     size_t   i;
     cJSON   *e;
 
-    if (v == NULL || cJSON_IsNull(v)) {
+    if (v == NULL || tap_json_is_null(v)) {
         return;
     }
 
-    if (!cJSON_IsArray(v)) {
+    if (!tap_json_is_array(v)) {
         tap_hash_tag(st, tag);
         tap_hash_json(st, v);
         return;
@@ -571,13 +571,13 @@ tap_gen_hash_chat(tap_gen_t *g, cJSON *messages)
     size_t         i, n;
     cJSON         *m;
 
-    if (!cJSON_IsArray(messages)) {
+    if (!tap_json_is_array(messages)) {
         return -1;
     }
 
     n = 0;
     tap_json_foreach(messages, i, m) {
-        if (!cJSON_IsObject(m)) {
+        if (!tap_json_is_object(m)) {
             return -1;
         }
         n++;
@@ -612,7 +612,7 @@ tap_gen_is_token_ids(cJSON *v)
     size_t   i;
     cJSON   *e;
 
-    if (!cJSON_IsArray(v)) {
+    if (!tap_json_is_array(v)) {
         return 0;
     }
     tap_json_foreach(v, i, e) {
@@ -646,14 +646,14 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
     cJSON         *e;
     int            has_system;
 
-    if (cJSON_IsNull(system)) {
+    if (tap_json_is_null(system)) {
         system = NULL;
     }
-    if (system != NULL && !cJSON_IsString(system) && !cJSON_IsArray(system)) {
+    if (system != NULL && !tap_json_is_string(system) && !tap_json_is_array(system)) {
         return -1;
     }
 
-    if (!cJSON_IsString(prompt) && !cJSON_IsArray(prompt)) {
+    if (!tap_json_is_string(prompt) && !tap_json_is_array(prompt)) {
         return -1;
     }
 
@@ -661,7 +661,7 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
     strings = ids = lists = 0;
     tap_json_foreach(prompt, i, e) {
         n++;
-        strings += cJSON_IsString(e);
+        strings += tap_json_is_string(e);
         ids += tap_json_is_int(e);
         lists += tap_gen_is_token_ids(e);
     }
@@ -673,7 +673,7 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 
     chars = 0;
     has_system = system != NULL
-                 && (cJSON_IsString(system) ? tap_json_strlen(system)
+                 && (tap_json_is_string(system) ? tap_json_strlen(system)
                                             : tap_json_size(system)) > 0;
     if (system != NULL) {
         tap_hash_field(st, 'R', "system", 6);
@@ -685,8 +685,8 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
     }
     g->has_prefix_hash = has_system;
 
-    if (cJSON_IsString(prompt)) {
-        tap_hash_field(st, 'S', cJSON_GetStringValue(prompt), tap_json_strlen(prompt));
+    if (tap_json_is_string(prompt)) {
+        tap_hash_field(st, 'S', tap_json_string(prompt), tap_json_strlen(prompt));
         chars += tap_json_strlen(prompt);
 
     } else if (n > 0 && ids == n) {
@@ -695,8 +695,8 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
 
     } else {
         tap_json_foreach(prompt, i, e) {
-            if (cJSON_IsString(e)) {
-                tap_hash_field(st, 'S', cJSON_GetStringValue(e), tap_json_strlen(e));
+            if (tap_json_is_string(e)) {
+                tap_hash_field(st, 'S', tap_json_string(e), tap_json_strlen(e));
                 chars += tap_json_strlen(e);
             } else {
                 tap_hash_tag(st, 'K');
@@ -790,7 +790,7 @@ tap_gen_hash_params(tap_gen_t *g, cJSON *extra)
 int
 tap_gen_number(cJSON *v, double *out)
 {
-    if (!cJSON_IsNumber(v)) {
+    if (!tap_json_is_number(v)) {
         return -1;
     }
     *out = v->valuedouble;
@@ -819,7 +819,7 @@ tap_json_is_int(const cJSON *v)
 {
     double  d;
 
-    if (!cJSON_IsNumber(v)) {
+    if (!tap_json_is_number(v)) {
         return 0;
     }
     d = v->valuedouble;
@@ -832,7 +832,7 @@ tap_json_size(const cJSON *v)
 {
     size_t  n = 0;
 
-    if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+    if (tap_json_is_array(v) || tap_json_is_object(v)) {
         for (v = v->child; v != NULL; v = v->next) {
             n++;
         }
@@ -846,7 +846,7 @@ tap_json_at(const cJSON *a, size_t i)
 {
     cJSON  *v;
 
-    if (!cJSON_IsArray(a)) {
+    if (!tap_json_is_array(a)) {
         return NULL;
     }
     for (v = a->child; v != NULL && i > 0; v = v->next) {
@@ -1259,9 +1259,9 @@ tap_json_pointer(cJSON *root, const char *ptr)
         n = tap_json_pointer_token(p, len, tok);
         if (n < 0) {
             v = NULL;
-        } else if (cJSON_IsObject(v)) {
+        } else if (tap_json_is_object(v)) {
             v = (size_t) n == strlen(tok) ? tap_json_get(v, tok) : NULL;
-        } else if (cJSON_IsArray(v)) {
+        } else if (tap_json_is_array(v)) {
             v = tap_json_pointer_index(v, tok, (size_t) n);
         } else {
             v = NULL;

@@ -181,18 +181,78 @@ const char *tap_gen_finish_reasons(const tap_gen_t *g, char *buf, size_t size);
  * at their first U+0000, because cJSON keeps them NUL-terminated without a
  * length.
  */
+/* type tests and the string of a value, as cJSON_Is*() and cJSON_GetStringValue(), inline */
+static inline int
+tap_json_is(const cJSON *v, int type)
+{
+    return v != NULL && (v->type & 0xff) == type;
+}
+
+static inline int
+tap_json_is_string(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_String);
+}
+
+static inline int
+tap_json_is_number(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_Number);
+}
+
+static inline int
+tap_json_is_array(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_Array);
+}
+
+static inline int
+tap_json_is_object(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_Object);
+}
+
+static inline int
+tap_json_is_null(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_NULL);
+}
+
+static inline int
+tap_json_is_true(const cJSON *v)
+{
+    return tap_json_is(v, cJSON_True);
+}
+
+static inline int
+tap_json_is_bool(const cJSON *v)
+{
+    return v != NULL && (v->type & (cJSON_True | cJSON_False)) != 0;
+}
+
+
+static inline char *
+tap_json_string(const cJSON *v)
+{
+    return tap_json_is_string(v) ? v->valuestring : NULL;
+}
+
+
+/* cJSON_GetObjectItemCaseSensitive, with the names compared inline: they are short */
 static inline cJSON *
 tap_json_get(const cJSON *obj, const char *key)
 {
-    cJSON  *v;
+    cJSON       *v;
+    const char  *a, *b;
 
-    /* cJSON_GetObjectItemCaseSensitive, with the first byte compared inline */
     if (obj == NULL || key == NULL) {
         return NULL;
     }
     for (v = obj->child; v != NULL && v->string != NULL; v = v->next) {
-        if (v->string[0] == key[0] && strcmp(v->string, key) == 0) {
-            return v;
+        for (a = v->string, b = key; *a == *b; a++, b++) {
+            if (*a == '\0') {
+                return v;
+            }
         }
     }
     return NULL;
@@ -240,14 +300,14 @@ int tap_json_is_int(const cJSON *v);
 static inline cJSON *
 tap_json_first(const cJSON *a)
 {
-    return cJSON_IsArray(a) ? a->child : NULL;
+    return tap_json_is_array(a) ? a->child : NULL;
 }
 
 
 static inline size_t
 tap_json_strlen(const cJSON *v)
 {
-    return cJSON_IsString(v) && v->valuestring != NULL ? strlen(v->valuestring) : 0;
+    return tap_json_is_string(v) && v->valuestring != NULL ? strlen(v->valuestring) : 0;
 }
 
 /*
