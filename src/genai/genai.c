@@ -674,7 +674,7 @@ tap_gen_hash_prompt(tap_gen_t *g, cJSON *prompt, cJSON *system)
     chars = 0;
     has_system = system != NULL
                  && (tap_json_is_string(system) ? tap_json_strlen(system)
-                                            : tap_json_size(system)) > 0;
+                                                 : tap_json_size(system)) > 0;
     if (system != NULL) {
         tap_hash_field(st, 'R', "system", 6);
         tap_gen_hash_content(st, system, &chars);

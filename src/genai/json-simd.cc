@@ -46,7 +46,8 @@ namespace {
  * the string buffer, where a 32-bit length, the decoded bytes and a NUL lie.
  * An integer or a double takes the word after its own.
  */
-constexpr uint64_t  TAP_TAPE_PAYLOAD = 0x00ffffffffffffffULL;
+using simdjson::internal::tape_type;
+using simdjson::internal::JSON_VALUE_MASK;
 
 struct tap_simd_s {
     simdjson::dom::parser   parser{TAP_JSON_SIMD_MAX};
@@ -87,7 +88,7 @@ tap_simd_node(tap_build_s &b)
 char *
 tap_simd_string(const tap_build_s &b, uint64_t word)
 {
-    const char  *s = b.strings + (word & TAP_TAPE_PAYLOAD);
+    const char  *s = b.strings + (word & JSON_VALUE_MASK);
     uint32_t     len;
     char        *p;
 
@@ -131,13 +132,13 @@ tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
     double     d;
     bool       obj;
 
-    switch (w >> 56) {
-    case '[':
-    case '{':
+    switch (static_cast<tape_type>(w >> 56)) {
+    case tape_type::START_ARRAY:
+    case tape_type::START_OBJECT:
         if (++b.depth > TAP_JSON_DEPTH) {
             return 0;
         }
-        obj = (w >> 56) == '{';
+        obj = static_cast<tape_type>(w >> 56) == tape_type::START_OBJECT;
         v->type = obj ? cJSON_Object : cJSON_Array;
         end = (uint32_t) w;
         for (i++; i + 1 < end; /* void */) {
@@ -174,38 +175,43 @@ tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
         b.depth--;
         return end;
 
-    case '"':
+    case tape_type::STRING:
         v->type = cJSON_String | (b.borrow ? cJSON_IsReference : 0);
         v->valuestring = tap_simd_string(b, w);
         return v->valuestring != nullptr ? i + 1 : 0;
 
-    case 'l':
+    case tape_type::INT64:
         std::memcpy(&n, &b.tape[i + 1], sizeof(n));
         tap_simd_number(v, (double) n);
         return i + 2;
 
-    case 'u':
+    case tape_type::UINT64:
         u = b.tape[i + 1];
         tap_simd_number(v, (double) u);
         return i + 2;
 
-    case 'd':
+    case tape_type::DOUBLE:
         std::memcpy(&d, &b.tape[i + 1], sizeof(d));
         tap_simd_number(v, d);
         return i + 2;
 
-    case 't':
+    case tape_type::TRUE_VALUE:
         v->type = cJSON_True;
         v->valueint = 1;
         return i + 1;
 
-    case 'f':
+    case tape_type::FALSE_VALUE:
         v->type = cJSON_False;
         return i + 1;
 
-    case 'n':
+    case tape_type::NULL_VALUE:
         v->type = cJSON_NULL;
         return i + 1;
+
+    case tape_type::ROOT:             /* never inside a value */
+    case tape_type::END_ARRAY:
+    case tape_type::END_OBJECT:
+        break;
     }
     return 0;
 }
