@@ -594,7 +594,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
     ev.len = len;
     ev.name = name != NULL ? name : "";
     ev.whole = whole ? 1 : 0;
-    ev.now = tap_fx_now();
+    ev.now = fx->now != 0 ? fx->now : tap_fx_now();
     ev.json = NULL;
     for (k = 0; k < len && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r'
                             || data[k] == '\n'); k++)

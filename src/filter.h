@@ -113,6 +113,7 @@ struct tap_fx_s {
     const char           *ctype;       /* response Content-Type value, or NULL */
     size_t                ctype_len;
     tap_frame_e           frame;
+    int64_t               now;         /* monotonic ns the bytes fed were read; 0: ask the clock */
 
     /* usage injection: the filter sets want_usage while reading the request
      * body and may then call tap_fx_replace_body(); usage_injected says the

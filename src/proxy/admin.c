@@ -55,7 +55,7 @@ tap_admin_reply(struct evhttp_request *req, int code, const char *reason, const 
 static int
 tap_admin_ready(tap_proxy_t *px)
 {
-    int64_t  now_ms = tap_now_ns() / 1000000;
+    int64_t  now_ms = tap_coarse_ns() / 1000000;
     size_t   i;
 
     if (__atomic_load_n(&px->draining, __ATOMIC_RELAXED)) {
@@ -188,7 +188,7 @@ tap_admin_collect(tap_mreg_t *reg, void *arg)
     tap_admin_fams_t         *f = px->fams;
     uint64_t                  req[6] = { 0 }, lim[TAP_LIMIT_N] = { 0 }, retries = 0;
     uint64_t                  accepted = 0, parse[2][TAP_GEN_PARSE_N] = { { 0 } };
-    int64_t                   active = 0, now_ms = tap_now_ns() / 1000000;
+    int64_t                   active = 0, now_ms = tap_coarse_ns() / 1000000;
     const char               *v[2];
     unsigned                  i, k;
 

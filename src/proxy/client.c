@@ -254,10 +254,10 @@ tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
 }
 
 
-/* The connection can take the request: send the head and what we have of
- * the body. */
+/* The connection can take the request (now: since when): send the head and
+ * what we have of the body. */
 static void
-tap_txn_on_connected(tap_txn_t *t)
+tap_txn_on_connected(tap_txn_t *t, int64_t now)
 {
     tap_uconn_t      *uc = t->uc;
     struct evbuffer  *out = bufferevent_get_output(uc->bev);
@@ -267,7 +267,7 @@ tap_txn_on_connected(tap_txn_t *t)
         uc->connected = 1;
         setsockopt(bufferevent_getfd(uc->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    t->ex.upstream_connect = tap_now_ns();
+    t->ex.upstream_connect = now;
     tap_txn_set_uphase(t, TAP_UPHASE_NONE);
     evbuffer_add(out, evbuffer_pullup(t->uhead, -1), evbuffer_get_length(t->uhead));
 
@@ -306,7 +306,7 @@ tap_txn_upstream_start(tap_txn_t *t)
     t->fresh_only = 0;
     if (uc != NULL) {
         tap_txn_attach(t, uc);
-        tap_txn_on_connected(t);
+        tap_txn_on_connected(t, t->ex.upstream_start);
         return;
     }
 
@@ -518,7 +518,7 @@ tap_txn_rs_first_byte(void *ctx)
 {
     tap_txn_t  *t = ctx;
 
-    t->ex.upstream_first_byte = tap_now_ns();
+    t->ex.upstream_first_byte = t->uc->now;
 }
 
 
@@ -709,6 +709,10 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
     size_t                  used;
     int                     rc;
 
+    uc->now = tap_now_ns();
+    if (t->fx != NULL) {
+        t->fx->now = uc->now;          /* events are stamped with their read */
+    }
     while (evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
         rc = tap_respp_feed(&dc->rsp, v.iov_base, v.iov_len, &used);
         if (used > 0) {
@@ -755,7 +759,7 @@ tap_uconn_on_event(struct bufferevent *bev, short what, void *arg)
     tap_dconn_t  *dc = t->dc;
 
     if (what & BEV_EVENT_CONNECTED) {
-        tap_txn_on_connected(t);
+        tap_txn_on_connected(t, tap_now_ns());
         return;
     }
 

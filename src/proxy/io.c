@@ -22,6 +22,9 @@
  *   take is left to the bufferevent's write event.
  *
  * On TLS connections the same calls just drive the bufferevent.
+ *
+ * Also here: the lazy timers that run the read and phase timeouts, on the
+ * coarse clock, and tap_wall_ns().
  */
 
 #include "config.h"
@@ -285,8 +288,26 @@ tap_bev_sent(struct bufferevent *bev)
 
 /* Lazy timers */
 
-/* a timer firing this close to its deadline has reached it */
-#define TAP_LAZY_SLACK_NS  2000000
+/*
+ * A timer firing this close to its deadline has reached it: the coarse clock
+ * lags the timer's own by up to one tick, plus a millisecond.
+ */
+static int64_t
+tap_lazy_slack(void)
+{
+    static int64_t   slack;
+    struct timespec  res;
+
+    if (slack == 0) {
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) {
+            res.tv_sec = 0;
+            res.tv_nsec = 10000000;
+        }
+        __atomic_store_n(&slack, (int64_t) res.tv_sec * 1000000000 + res.tv_nsec + 1000000,
+            __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&slack, __ATOMIC_RELAXED);
+}
 
 static void
 tap_lazy_arm(tap_lazy_t *lz, int64_t now)
@@ -312,7 +333,7 @@ tap_lazy_set(tap_lazy_t *lz, int64_t ms)
         lz->due = 0;
         return;
     }
-    now = tap_now_ns();
+    now = tap_coarse_ns();
     lz->due = now + ms * 1000000;
     if (lz->armed != 0 && lz->armed <= lz->due) {
         return;                        /* it fires first, and re-arms then */
@@ -330,11 +351,30 @@ tap_lazy_fired(tap_lazy_t *lz)
     if (lz->due == 0) {
         return 0;
     }
-    now = tap_now_ns();
-    if (now + TAP_LAZY_SLACK_NS < lz->due) {
+    now = tap_coarse_ns();
+    if (now + tap_lazy_slack() < lz->due) {
         tap_lazy_arm(lz, now);
         return 0;
     }
     lz->due = 0;
     return 1;
+}
+
+
+/*
+ * The wall-clock time of a monotonic one: their offset, read once a second
+ * per thread, so that a step of the system clock shows within a second.
+ */
+int64_t
+tap_wall_ns(int64_t mono)
+{
+    static __thread int64_t  offset, until;
+    struct timespec          ts;
+
+    if (mono >= until || until == 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        offset = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec - tap_now_ns();
+        until = mono + 1000000000;
+    }
+    return mono + offset;
 }

@@ -85,7 +85,7 @@ typedef struct tap_wstats_s {
 typedef struct tap_health_s {
     unsigned  fails;
     unsigned  down;                    /* failed its active checks */
-    int64_t   until_ms;                /* ejected until this monotonic ms */
+    int64_t   until_ms;                /* ejected until this coarse monotonic ms */
     int64_t   backoff_ms;              /* next ejection length */
 } __attribute__((aligned(64))) tap_health_t;
 
@@ -98,7 +98,7 @@ typedef struct tap_health_s {
  */
 typedef struct tap_lazy_s {
     struct event  *ev;
-    int64_t        due;                /* tap_now_ns() deadline; 0: none */
+    int64_t        due;                /* tap_coarse_ns() deadline; 0: none */
     int64_t        armed;              /* when ev will fire; 0: not pending */
 } tap_lazy_t;
 
@@ -129,6 +129,7 @@ struct tap_uconn_s {
     tap_txn_t           *txn;          /* NULL while idle in the pool */
     tap_uconn_t         *prev;
     tap_uconn_t         *next;
+    int64_t              now;          /* when the input being parsed was read */
     unsigned             connected:1;
     unsigned             reused:1;
     unsigned             idle:1;
@@ -186,6 +187,7 @@ struct tap_dconn_s {
     tap_reqp_t           rp;
     tap_respp_t          rsp;          /* response parser, reused per txn */
     tap_txn_t           *txn;
+    int64_t              now;          /* when the input being parsed was read */
     tap_lazy_t           timer;        /* downstream phases */
     tap_lazy_t           utimer;       /* upstream phases of the txn */
     struct event        *resume_ev;    /* deferred parsing of pipelined input */
@@ -246,6 +248,14 @@ struct tap_proxy_s {
 };
 
 
+/*
+ * Clocks.  An exchange's timestamps come from tap_now_ns(), read once per
+ * event where one reading serves several stamps (the read that brought the
+ * bytes in).  Deadlines, which are seconds long, use the coarse clock, which
+ * costs a tenth as much and lags by at most one tick (clock_getres() of
+ * CLOCK_MONOTONIC_COARSE, 4 ms on most kernels).  Wall-clock times derive
+ * from monotonic ones (tap_wall_ns()).
+ */
 static inline int64_t
 tap_now_ns(void)
 {
@@ -254,6 +264,19 @@ tap_now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+
+static inline int64_t
+tap_coarse_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
+int64_t tap_wall_ns(int64_t mono);
 
 
 static inline struct timeval

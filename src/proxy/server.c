@@ -301,7 +301,6 @@ tap_txn_create(tap_dconn_t *dc)
     tap_worker_t     *w = dc->w;
     tap_txn_t        *t;
     struct evbuffer  *uhead, *ubody;
-    struct timespec   ts;
 
     t = w->spare;
     if (t != NULL) {
@@ -328,9 +327,8 @@ tap_txn_create(tap_dconn_t *dc)
     t->dc = dc;
     t->server = -1;
     tap_exchange_init(&t->ex);
-    t->ex.t0 = tap_now_ns();
-    clock_gettime(CLOCK_REALTIME, &ts);
-    t->ex.wall_t0_ns = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+    t->ex.t0 = dc->in_process ? dc->now : tap_now_ns();
+    t->ex.wall_t0_ns = tap_wall_ns(t->ex.t0);
     strcpy(t->ex.method, "-");
     dc->txn = t;
     dc->nreq++;
@@ -768,7 +766,7 @@ tap_dconn_request_done(tap_dconn_t *dc)
 
     dc->rp_paused = 1;
     t->req_done = 1;
-    t->ex.t_req = tap_now_ns();
+    t->ex.t_req = dc->in_process ? dc->now : tap_now_ns();
     tap_dconn_set_phase(dc, TAP_DPHASE_NONE);
     if (t->fx != NULL) {
         t->fx_req = 1;
@@ -861,6 +859,7 @@ tap_dconn_process(tap_dconn_t *dc)
     tap_txn_t  *t;
 
     dc->in_process = 1;
+    dc->now = tap_now_ns();
     tap_dconn_process_input(dc);
     dc->in_process = 0;
     if (!dc->dead) {

@@ -54,7 +54,7 @@ tap_health_fail(tap_proxy_t *px, unsigned server)
     if (backoff <= 0) {
         backoff = ps->health_backoff_ms;
     }
-    __atomic_store_n(&h->until_ms, tap_now_ns() / 1000000 + backoff, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->until_ms, tap_coarse_ns() / 1000000 + backoff, __ATOMIC_RELAXED);
     backoff = TAP_MIN(backoff * 2, ps->health_backoff_max_ms);
     __atomic_store_n(&h->backoff_ms, backoff, __ATOMIC_RELAXED);
 }
@@ -76,7 +76,7 @@ int
 tap_upstream_pick(tap_worker_t *w, uint64_t tried)
 {
     const tap_psettings_t  *ps = w->ps;
-    int64_t                 now_ms = tap_now_ns() / 1000000;
+    int64_t                 now_ms = tap_coarse_ns() / 1000000;
     unsigned                n = (unsigned) ps->nservers, i, k, best_load = 0;
     int                     best = -1, pass;
 
