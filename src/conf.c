@@ -30,6 +30,7 @@
 
 #include "conf.h"
 #include "filter.h"
+#include "proxy/headers.h"
 
 #define TAP_CONF_KEY_MAX 128
 
@@ -1270,6 +1271,11 @@ tap_conf_check(const tap_conf_t *cf, char **err)
     if (cf->upstream_tls.key[0] != '\0' && cf->upstream_tls.cert[0] == '\0') {
         *err = tap_conf_check_err(cf, "upstream_tls.key",
                                   "upstream_tls.key is set but upstream_tls.cert is not");
+        return TAP_ERROR;
+    }
+    if (tap_hid_of(cf->request_id_header, strlen(cf->request_id_header)) != TAP_H_OTHER) {
+        *err = tap_conf_check_err(cf, "request_id_header",
+                                  "names a header infertap reads or rewrites itself");
         return TAP_ERROR;
     }
     if (cf->health.backoff > cf->health.backoff_max) {

@@ -77,7 +77,7 @@ tap_txn_build_head(tap_txn_t *t)
     tap_hlist_t            *hl = &dc->rp.hl;
     tap_hbuf_t              hb;
     const char             *name, *v;
-    size_t                  nlen, vlen;
+    size_t                  vlen;
     unsigned                i, nxff = 0;
     int                     host = -1, ts = -1;
     char                    tp[TAP_TRACEPARENT_LEN + 1];
@@ -90,25 +90,27 @@ tap_txn_build_head(tap_txn_t *t)
     tap_hbuf_lit(&hb, " HTTP/1.1\r\n");
 
     for (i = 0; i < hl->n; i++) {
-        name = tap_hlist_name(hl, i);
-        nlen = hl->h[i].nlen;
-        if (tap_hlist_is_hop(hl, i) || tap_name_eq(name, nlen, "expect")
-            || tap_name_eq(name, nlen, "traceparent") || tap_name_eq(name, nlen, "x-forwarded-for")
-            || tap_name_eq(name, nlen, ps->request_id_header))
-        {
-            continue;
-        }
-        if (tap_name_eq(name, nlen, "tracestate")) {
+        switch (hl->h[i].id) {
+        case TAP_H_EXPECT:
+        case TAP_H_TRACEPARENT:
+        case TAP_H_X_FORWARDED_FOR:
+        case TAP_H_REQUEST_ID:
+            continue;                  /* answered or rewritten below */
+        case TAP_H_TRACESTATE:
             ts = ts == -1 ? (int) i : -2;
             continue;
-        }
-        if (tap_name_eq(name, nlen, "host")) {
+        case TAP_H_HOST:
             host = (int) i;
             if (dc->rp.alen > 0) {
                 continue;              /* the absolute-form target's authority wins */
             }
+            break;
         }
-        tap_hbuf_header(&hb, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+        if (tap_hlist_is_hop(hl, i)) {
+            continue;
+        }
+        tap_hbuf_header(&hb, tap_hlist_name(hl, i), hl->h[i].nlen, tap_hlist_value(hl, i),
+            hl->h[i].vlen);
     }
 
     if (dc->rp.alen > 0) {
@@ -120,7 +122,7 @@ tap_txn_build_head(tap_txn_t *t)
 
     tap_hbuf_lit(&hb, "X-Forwarded-For: ");
     for (i = 0; i < hl->n; i++) {
-        if (tap_name_eq(tap_hlist_name(hl, i), hl->h[i].nlen, "x-forwarded-for")) {
+        if (hl->h[i].id == TAP_H_X_FORWARDED_FOR) {
             v = tap_hlist_value(hl, i);
             vlen = hl->h[i].vlen;
             tap_trim(&v, &vlen);
@@ -133,14 +135,14 @@ tap_txn_build_head(tap_txn_t *t)
     }
     tap_hbuf_str(&hb, dc->ip);
     tap_hbuf_lit(&hb, "\r\n");
-    if (tap_hlist_find(hl, "x-forwarded-proto", 0) < 0) {
+    if (tap_hlist_find_id(hl, TAP_H_X_FORWARDED_PROTO, 0) < 0) {
         if (t->dc->w->px->tls_server != NULL) {
             tap_hbuf_lit(&hb, "X-Forwarded-Proto: https\r\n");
         } else {
             tap_hbuf_lit(&hb, "X-Forwarded-Proto: http\r\n");
         }
     }
-    if (tap_hlist_find(hl, "x-forwarded-host", 0) < 0) {
+    if (tap_hlist_find_id(hl, TAP_H_X_FORWARDED_HOST, 0) < 0) {
         if (dc->rp.alen > 0) {
             tap_hbuf_header(&hb, "X-Forwarded-Host", 16, hl->buf + dc->rp.aoff, dc->rp.alen);
         } else if (host >= 0) {
@@ -531,13 +533,13 @@ tap_txn_analyse_head(tap_txn_t *t)
     size_t        ctlen = 0, celen;
     int           h, encoded = 0;
 
-    h = tap_hlist_find(hl, "content-type", 0);
+    h = tap_hlist_find_id(hl, TAP_H_CONTENT_TYPE, 0);
     if (h >= 0) {
         ct = tap_hlist_value(hl, (unsigned) h);
         ctlen = hl->h[h].vlen;
         tap_trim(&ct, &ctlen);
     }
-    h = tap_hlist_find(hl, "content-encoding", 0);
+    h = tap_hlist_find_id(hl, TAP_H_CONTENT_ENCODING, 0);
     if (h >= 0) {
         ce = tap_hlist_value(hl, (unsigned) h);
         celen = hl->h[h].vlen;
@@ -557,8 +559,8 @@ tap_txn_rs_head(void *ctx)
     tap_respp_t            *rs = &dc->rsp;
     tap_hlist_t            *hl = &rs->hl;
     tap_hbuf_t              hb;
-    const char             *name, *v;
-    size_t                  nlen, vlen, k;
+    const char             *v;
+    size_t                  vlen, k;
     unsigned                i;
     int                     bodyless, http10, keep, cl;
 
@@ -578,12 +580,11 @@ tap_txn_rs_head(void *ctx)
     tap_hbuf_lit(&hb, "\r\n");
 
     for (i = 0; i < hl->n; i++) {
-        name = tap_hlist_name(hl, i);
-        nlen = hl->h[i].nlen;
-        if (tap_hlist_is_hop(hl, i) || tap_name_eq(name, nlen, ps->request_id_header)) {
+        if (hl->h[i].id == TAP_H_REQUEST_ID || tap_hlist_is_hop(hl, i)) {
             continue;
         }
-        tap_hbuf_header(&hb, name, nlen, tap_hlist_value(hl, i), hl->h[i].vlen);
+        tap_hbuf_header(&hb, tap_hlist_name(hl, i), hl->h[i].nlen, tap_hlist_value(hl, i),
+            hl->h[i].vlen);
     }
     tap_hbuf_header(&hb, ps->request_id_header, strlen(ps->request_id_header), t->ex.request_id,
         strlen(t->ex.request_id));
@@ -601,7 +602,7 @@ tap_txn_rs_head(void *ctx)
         } else {
             t->resp_close = 1;
         }
-    } else if (rs->status != 204 && (cl = tap_hlist_find(hl, "content-length", 0)) >= 0) {
+    } else if (rs->status != 204 && (cl = tap_hlist_find_id(hl, TAP_H_CONTENT_LENGTH, 0)) >= 0) {
         /* a HEAD or 304 answer describes the representation: keep it when
          * it is a plain number */
         v = tap_hlist_value(hl, (unsigned) cl);

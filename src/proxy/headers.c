@@ -52,8 +52,16 @@ tap_hlist_reset(tap_hlist_t *hl)
     hl->len = 0;
     hl->n = 0;
     hl->uoff = hl->ulen = 0;
-    hl->nconn = 0;
+    memset(hl->nid, 0, sizeof(hl->nid));
     hl->in_value = 0;
+}
+
+
+void
+tap_hlist_set_rid(tap_hlist_t *hl, const char *rid)
+{
+    hl->rid = rid;
+    hl->rid_len = rid != NULL ? strlen(rid) : 0;
 }
 
 
@@ -103,7 +111,7 @@ tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len)
             hl->h = nh;
             hl->hcap = hcap;
         }
-        hl->h[hl->n++] = (tap_hdr_t) { (uint32_t) hl->len, 0, (uint32_t) hl->len, 0 };
+        hl->h[hl->n++] = (tap_hdr_t) { (uint32_t) hl->len, 0, (uint32_t) hl->len, 0, 0 };
         hl->in_value = 0;
     }
 
@@ -113,9 +121,6 @@ tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len)
         }
         hl->h[hl->n - 1].voff = (uint32_t) hl->len;
         hl->in_value = 1;
-        if (tap_name_eq(tap_hlist_name(hl, hl->n - 1), hl->h[hl->n - 1].nlen, "connection")) {
-            hl->nconn++;
-        }
     }
 
     if (part == TAP_HPART_URL && hl->ulen == 0) {
@@ -183,37 +188,122 @@ tap_token_list_has(const char *v, size_t vlen, const char *token, size_t tlen)
 }
 
 
+/* Does a equal the lower-case name b, ignoring the case of a? */
+static int
+tap_lc_eq(const char *a, const char *b, size_t len)
+{
+    size_t  i;
+    char    c;
+
+    for (i = 0; i < len; i++) {
+        c = a[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char) (c + ('a' - 'A'));
+        }
+        if (c != b[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+tap_hid_e
+tap_hid_of(const char *n, size_t len)
+{
+#define TAP_IS(s, id)  if (tap_lc_eq(n, s, len)) return id
+
+    switch (len) {
+    case 2:
+        TAP_IS("te", TAP_H_TE);
+        break;
+    case 4:
+        TAP_IS("host", TAP_H_HOST);
+        break;
+    case 6:
+        TAP_IS("expect", TAP_H_EXPECT);
+        break;
+    case 7:
+        TAP_IS("trailer", TAP_H_TRAILER);
+        TAP_IS("upgrade", TAP_H_UPGRADE);
+        break;
+    case 10:
+        TAP_IS("connection", TAP_H_CONNECTION);
+        TAP_IS("keep-alive", TAP_H_KEEP_ALIVE);
+        TAP_IS("tracestate", TAP_H_TRACESTATE);
+        break;
+    case 11:
+        TAP_IS("traceparent", TAP_H_TRACEPARENT);
+        break;
+    case 12:
+        TAP_IS("content-type", TAP_H_CONTENT_TYPE);
+        break;
+    case 14:
+        TAP_IS("content-length", TAP_H_CONTENT_LENGTH);
+        TAP_IS("http2-settings", TAP_H_HTTP2_SETTINGS);
+        break;
+    case 15:
+        TAP_IS("x-forwarded-for", TAP_H_X_FORWARDED_FOR);
+        break;
+    case 16:
+        TAP_IS("content-encoding", TAP_H_CONTENT_ENCODING);
+        TAP_IS("proxy-connection", TAP_H_PROXY_CONNECTION);
+        TAP_IS("x-forwarded-host", TAP_H_X_FORWARDED_HOST);
+        break;
+    case 17:
+        TAP_IS("transfer-encoding", TAP_H_TRANSFER_ENCODING);
+        TAP_IS("x-forwarded-proto", TAP_H_X_FORWARDED_PROTO);
+        break;
+    case 18:
+        TAP_IS("proxy-authenticate", TAP_H_PROXY_AUTHENTICATE);
+        break;
+    case 19:
+        TAP_IS("proxy-authorization", TAP_H_PROXY_AUTHORIZATION);
+        break;
+    }
+    return TAP_H_OTHER;
+
+#undef TAP_IS
+}
+
+
+void
+tap_hlist_name_done(tap_hlist_t *hl)
+{
+    tap_hdr_t  *h;
+    tap_hid_e   id;
+
+    if (hl->n == 0) {
+        return;
+    }
+    h = &hl->h[hl->n - 1];
+    id = tap_hid_of(hl->buf + h->noff, h->nlen);
+    if (id == TAP_H_OTHER && hl->rid_len == h->nlen
+        && strncasecmp(hl->buf + h->noff, hl->rid, hl->rid_len) == 0)
+    {
+        id = TAP_H_REQUEST_ID;
+    }
+    h->id = (uint32_t) id;
+    if (hl->nid[id] < UINT8_MAX) {
+        hl->nid[id]++;
+    }
+}
+
+
 int
 tap_hlist_is_hop(const tap_hlist_t *hl, unsigned i)
 {
-    /* RFC 9110 7.6.1 plus the proxy credentials and challenges, which
-     * belong to the hop between a client and the proxy it chose (as in Go's
-     * httputil.ReverseProxy): a reverse proxy must not hand them on */
-    static const struct {
-        const char  *name;
-        size_t       len;
-    } hop[] = {
-#define TAP_HOP(s)  { s, sizeof(s) - 1 }
-        TAP_HOP("connection"), TAP_HOP("keep-alive"), TAP_HOP("proxy-connection"),
-        TAP_HOP("te"), TAP_HOP("trailer"), TAP_HOP("transfer-encoding"), TAP_HOP("upgrade"),
-        TAP_HOP("content-length"), TAP_HOP("http2-settings"), TAP_HOP("proxy-authorization"),
-        TAP_HOP("proxy-authenticate"),
-#undef TAP_HOP
-    };
     const char  *name = tap_hlist_name(hl, i);
-    size_t       nlen = hl->h[i].nlen, k;
+    size_t       nlen = hl->h[i].nlen;
     int          c = -1;
 
-    for (k = 0; k < TAP_NELEMS(hop); k++) {
-        if (hop[k].len == nlen && strncasecmp(name, hop[k].name, nlen) == 0) {
-            return 1;
-        }
+    if (TAP_H_IS_HOP(hl->h[i].id)) {
+        return 1;
     }
-
-    if (hl->nconn == 0) {
+    if (hl->nid[TAP_H_CONNECTION] == 0) {
         return 0;              /* no Connection header lists a name */
     }
-    while ((c = tap_hlist_find(hl, "connection", (unsigned) (c + 1))) >= 0) {
+    while ((c = tap_hlist_find_id(hl, TAP_H_CONNECTION, (unsigned) (c + 1))) >= 0) {
         if (tap_token_list_has(tap_hlist_value(hl, (unsigned) c), hl->h[c].vlen, name, nlen)) {
             return 1;
         }

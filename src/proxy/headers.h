@@ -14,11 +14,49 @@
 
 struct evbuffer;
 
+/*
+ * The names the proxy acts on.  Each header's name is looked up once, when
+ * it is complete (tap_hlist_name_done()); after that, finding, counting and
+ * the hop-by-hop test compare small integers, not strings.
+ */
+typedef enum {
+    TAP_H_OTHER = 0,
+    /* hop-by-hop: RFC 9110 7.6.1, plus the proxy credentials and challenges,
+     * which belong to the hop between a client and the proxy it chose (as in
+     * Go's httputil.ReverseProxy): a reverse proxy must not hand them on */
+    TAP_H_CONNECTION,
+    TAP_H_KEEP_ALIVE,
+    TAP_H_PROXY_CONNECTION,
+    TAP_H_TE,
+    TAP_H_TRAILER,
+    TAP_H_TRANSFER_ENCODING,
+    TAP_H_UPGRADE,
+    TAP_H_CONTENT_LENGTH,
+    TAP_H_HTTP2_SETTINGS,
+    TAP_H_PROXY_AUTHORIZATION,
+    TAP_H_PROXY_AUTHENTICATE,
+    /* read or replaced by the proxy */
+    TAP_H_HOST,
+    TAP_H_EXPECT,
+    TAP_H_TRACEPARENT,
+    TAP_H_TRACESTATE,
+    TAP_H_X_FORWARDED_FOR,
+    TAP_H_X_FORWARDED_PROTO,
+    TAP_H_X_FORWARDED_HOST,
+    TAP_H_CONTENT_TYPE,
+    TAP_H_CONTENT_ENCODING,
+    TAP_H_REQUEST_ID,                  /* the list's rid, when no name above */
+    TAP_H_MAX
+} tap_hid_e;
+
+#define TAP_H_IS_HOP(id)  ((id) >= TAP_H_CONNECTION && (id) <= TAP_H_PROXY_AUTHENTICATE)
+
 typedef struct tap_hdr_s {
     uint32_t  noff;
     uint32_t  nlen;
     uint32_t  voff;
     uint32_t  vlen;
+    uint32_t  id;                      /* tap_hid_e */
 } tap_hdr_t;
 
 typedef struct tap_hlist_s {
@@ -32,7 +70,9 @@ typedef struct tap_hlist_s {
     unsigned    max_n;        /* max number of headers */
     uint32_t    uoff;         /* request target / reason phrase */
     uint32_t    ulen;
-    unsigned    nconn;        /* Connection headers with a value */
+    const char *rid;          /* the request-id header's name (TAP_H_REQUEST_ID), or NULL */
+    size_t      rid_len;
+    uint8_t     nid[TAP_H_MAX];  /* headers of each name, up to 255 */
     unsigned    in_value:1;   /* the last piece appended was a value */
 } tap_hlist_t;
 
@@ -52,6 +92,16 @@ void tap_hlist_reset(tap_hlist_t *hl);
  * starts a new header).  Returns TAP_OK, or TAP_DECLINED when a limit
  * (bytes or count) would be exceeded, or TAP_ERROR on allocation failure. */
 int tap_hlist_append(tap_hlist_t *hl, tap_hpart_e part, const char *p, size_t len);
+
+/* The last header's name is complete: looks it up (the parser's
+ * on_header_field_complete). */
+void tap_hlist_name_done(tap_hlist_t *hl);
+
+/* The id of a header name (TAP_H_OTHER for names the proxy leaves alone). */
+tap_hid_e tap_hid_of(const char *name, size_t len);
+
+/* The name tap_hlist_find_id() and tap_hlist_count_id() know rid by. */
+void tap_hlist_set_rid(tap_hlist_t *hl, const char *rid);
 
 static inline const char *
 tap_hlist_name(const tap_hlist_t *hl, unsigned i)
@@ -79,6 +129,30 @@ tap_hlist_find(const tap_hlist_t *hl, const char *name, unsigned from)
         }
     }
     return -1;
+}
+
+/* Index of the first header of name id at or after from, or -1. */
+static inline int
+tap_hlist_find_id(const tap_hlist_t *hl, tap_hid_e id, unsigned from)
+{
+    unsigned  i;
+
+    if (hl->nid[id] == 0) {
+        return -1;
+    }
+    for (i = from; i < hl->n; i++) {
+        if (hl->h[i].id == (uint32_t) id) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+/* How many headers are of name id (at most 255). */
+static inline unsigned
+tap_hlist_count_id(const tap_hlist_t *hl, tap_hid_e id)
+{
+    return hl->nid[id];
 }
 
 static inline unsigned

@@ -37,6 +37,7 @@ static int tap_reqp_on_message_begin(llhttp_t *p);
 static int tap_reqp_on_method(llhttp_t *p, const char *at, size_t len);
 static int tap_reqp_on_url(llhttp_t *p, const char *at, size_t len);
 static int tap_reqp_on_header_field(llhttp_t *p, const char *at, size_t len);
+static int tap_reqp_on_header_field_complete(llhttp_t *p);
 static int tap_reqp_on_header_value(llhttp_t *p, const char *at, size_t len);
 static int tap_reqp_on_headers_complete(llhttp_t *p);
 static int tap_reqp_on_body(llhttp_t *p, const char *at, size_t len);
@@ -48,6 +49,7 @@ static const llhttp_settings_t  tap_reqp_settings = {
     .on_method = tap_reqp_on_method,
     .on_url = tap_reqp_on_url,
     .on_header_field = tap_reqp_on_header_field,
+    .on_header_field_complete = tap_reqp_on_header_field_complete,
     .on_header_value = tap_reqp_on_header_value,
     .on_headers_complete = tap_reqp_on_headers_complete,
     .on_body = tap_reqp_on_body,
@@ -235,6 +237,18 @@ tap_reqp_on_header_field(llhttp_t *p, const char *at, size_t len)
 
 
 static int
+tap_reqp_on_header_field_complete(llhttp_t *p)
+{
+    tap_reqp_t  *rp = p->data;
+
+    if (rp->in_head) {
+        tap_hlist_name_done(&rp->hl);
+    }
+    return 0;
+}
+
+
+static int
 tap_reqp_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     tap_reqp_t  *rp = p->data;
@@ -344,7 +358,7 @@ tap_reqp_validate(tap_reqp_t *rp)
         tap_reqp_fail(rp, 405, "method_not_allowed", "CONNECT is not supported");
         return TAP_ERROR;
     }
-    if (llhttp_get_upgrade(p) || tap_hlist_find(hl, "upgrade", 0) >= 0) {
+    if (llhttp_get_upgrade(p) || tap_hlist_find_id(hl, TAP_H_UPGRADE, 0) >= 0) {
         tap_reqp_fail(rp, 400, "bad_request", "protocol upgrade is not supported");
         return TAP_ERROR;
     }
@@ -374,15 +388,15 @@ tap_reqp_validate(tap_reqp_t *rp)
         }
     }
 
-    k = tap_hlist_count(hl, "host");
+    k = tap_hlist_count_id(hl, TAP_H_HOST);
     if (k > 1 || (k == 0 && llhttp_get_http_minor(p) == 1)) {
         tap_reqp_fail(rp, 400, "bad_request", k ? "repeated Host" : "missing Host");
         return TAP_ERROR;
     }
 
-    clh = tap_hlist_find(hl, "content-length", 0);
-    te = tap_hlist_find(hl, "transfer-encoding", 0);
-    if (tap_hlist_count(hl, "content-length") > 1 || tap_hlist_count(hl, "transfer-encoding") > 1
+    clh = tap_hlist_find_id(hl, TAP_H_CONTENT_LENGTH, 0);
+    te = tap_hlist_find_id(hl, TAP_H_TRANSFER_ENCODING, 0);
+    if (tap_hlist_count_id(hl, TAP_H_CONTENT_LENGTH) > 1 || tap_hlist_count_id(hl, TAP_H_TRANSFER_ENCODING) > 1
         || (clh >= 0 && te >= 0))
     {
         tap_reqp_fail(rp, 400, "bad_request", "ambiguous message framing");
@@ -429,12 +443,12 @@ tap_reqp_validate(tap_reqp_t *rp)
         rp->content_length = cl;
     }
 
-    ex = tap_hlist_find(hl, "expect", 0);
+    ex = tap_hlist_find_id(hl, TAP_H_EXPECT, 0);
     if (ex >= 0) {
         v = tap_hlist_value(hl, (unsigned) ex);
         vlen = hl->h[ex].vlen;
         tap_trim(&v, &vlen);
-        if (tap_hlist_count(hl, "expect") > 1 || vlen != 12
+        if (tap_hlist_count_id(hl, TAP_H_EXPECT) > 1 || vlen != 12
             || strncasecmp(v, "100-continue", 12) != 0)
         {
             tap_reqp_fail(rp, 417, "expectation_failed", "unsupported expectation");

@@ -26,6 +26,7 @@
 static int tap_respp_on_message_begin(llhttp_t *p);
 static int tap_respp_on_status(llhttp_t *p, const char *at, size_t len);
 static int tap_respp_on_header_field(llhttp_t *p, const char *at, size_t len);
+static int tap_respp_on_header_field_complete(llhttp_t *p);
 static int tap_respp_on_header_value(llhttp_t *p, const char *at, size_t len);
 static int tap_respp_on_headers_complete(llhttp_t *p);
 static int tap_respp_on_body(llhttp_t *p, const char *at, size_t len);
@@ -36,6 +37,7 @@ static const llhttp_settings_t  tap_respp_settings = {
     .on_message_begin = tap_respp_on_message_begin,
     .on_status = tap_respp_on_status,
     .on_header_field = tap_respp_on_header_field,
+    .on_header_field_complete = tap_respp_on_header_field_complete,
     .on_header_value = tap_respp_on_header_value,
     .on_headers_complete = tap_respp_on_headers_complete,
     .on_body = tap_respp_on_body,
@@ -170,6 +172,16 @@ tap_respp_on_header_field(llhttp_t *p, const char *at, size_t len)
 
 
 static int
+tap_respp_on_header_field_complete(llhttp_t *p)
+{
+    tap_respp_t  *rp = p->data;
+
+    tap_hlist_name_done(&rp->hl);
+    return 0;
+}
+
+
+static int
 tap_respp_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     return tap_respp_append(p->data, TAP_HPART_VALUE, at, len);
@@ -195,8 +207,8 @@ tap_respp_on_headers_complete(llhttp_t *p)
         rp->interim = 1;
         return 1;
     }
-    if (tap_hlist_count(&rp->hl, "content-length") > 1
-        || tap_hlist_count(&rp->hl, "transfer-encoding") > 1)
+    if (tap_hlist_count_id(&rp->hl, TAP_H_CONTENT_LENGTH) > 1
+        || tap_hlist_count_id(&rp->hl, TAP_H_TRANSFER_ENCODING) > 1)
     {
         return tap_respp_fail(rp, "ambiguous response framing");
     }

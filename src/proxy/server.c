@@ -122,6 +122,9 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
 
     tap_reqp_init(&dc->rp, &tap_dconn_rq_cbs, dc, w->ps->max_header_bytes, w->ps->max_headers,
         w->ps->max_body_bytes);
+    tap_respp_init(&dc->rsp, NULL, NULL, 0);       /* the header list, for its rid */
+    tap_hlist_set_rid(&dc->rp.hl, w->ps->request_id_header);
+    tap_hlist_set_rid(&dc->rsp.hl, w->ps->request_id_header);
 
     dc->next = w->conns;
     if (w->conns != NULL) {
@@ -568,8 +571,8 @@ tap_txn_request_id(tap_txn_t *t)
     uint8_t      rnd[16];
     int          h;
 
-    h = tap_hlist_find(&rp->hl, t->dc->w->ps->request_id_header, 0);
-    if (h >= 0 && tap_hlist_count(&rp->hl, t->dc->w->ps->request_id_header) == 1) {
+    h = tap_hlist_find_id(&rp->hl, TAP_H_REQUEST_ID, 0);
+    if (h >= 0 && tap_hlist_count_id(&rp->hl, TAP_H_REQUEST_ID) == 1) {
         v = tap_hlist_value(&rp->hl, (unsigned) h);
         vlen = rp->hl.h[h].vlen;
         tap_trim(&v, &vlen);
@@ -598,8 +601,8 @@ tap_txn_trace(tap_txn_t *t)
     int                     h;
 
     tp.flags = 0;
-    h = tap_hlist_find(&rp->hl, "traceparent", 0);
-    if (h >= 0 && tap_hlist_count(&rp->hl, "traceparent") == 1
+    h = tap_hlist_find_id(&rp->hl, TAP_H_TRACEPARENT, 0);
+    if (h >= 0 && tap_hlist_count_id(&rp->hl, TAP_H_TRACEPARENT) == 1
         && tap_traceparent_parse(&tp, tap_hlist_value(&rp->hl, (unsigned) h),
                rp->hl.h[h].vlen) == TAP_OK)
     {

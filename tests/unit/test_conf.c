@@ -909,6 +909,8 @@ test_check(void **state)
         {"health:\n  backoff: 2m\n", "inline.yaml:2: key 'health.backoff': is longer than"},
         {"listen: []\n", "inline.yaml:1: key 'listen': at least one address"},
         {"otlp.traces_batch: {max_queue: 10, max_batch: 20}\n", "max_batch': is larger"},
+        {"request_id_header: Host\n", "key 'request_id_header': names a header infertap"},
+        {"request_id_header: traceparent\n", "key 'request_id_header': names a header"},
     };
     tap_conf_t cf;
     char *err;

@@ -751,6 +751,69 @@ test_error_fields(void **state)
 }
 
 
+/* Each header's name is recognised once, whatever its case and however the
+ * head is cut into reads; the request-id name is the configured one. */
+static void
+test_header_ids(void **state)
+{
+    static const char  in[] =
+        "POST /v1/x HTTP/1.1\r\nhOsT: a\r\nCONTENT-LENGTH: 0\r\nX-Req: 7\r\n"
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+        "Tracestate: a=1\r\ntracestate: b=2\r\nX-Forwarded-For: 10.0.0.1\r\n"
+        "Content-Type: application/json\r\nx-request-id: not-this-one\r\n"
+        "Content-Typo: x\r\nHost-: y\r\n\r\n";
+    static const struct {
+        const char  *name;
+        tap_hid_e    id;
+    } want[] = {
+        { "hOsT", TAP_H_HOST }, { "CONTENT-LENGTH", TAP_H_CONTENT_LENGTH },
+        { "X-Req", TAP_H_REQUEST_ID }, { "traceparent", TAP_H_TRACEPARENT },
+        { "Tracestate", TAP_H_TRACESTATE }, { "tracestate", TAP_H_TRACESTATE },
+        { "X-Forwarded-For", TAP_H_X_FORWARDED_FOR }, { "Content-Type", TAP_H_CONTENT_TYPE },
+        { "x-request-id", TAP_H_OTHER }, { "Content-Typo", TAP_H_OTHER },
+        { "Host-", TAP_H_OTHER },
+    };
+    tap_t_run_t  *r;
+    tap_reqp_t   *rp;
+    size_t        used, step, off, k;
+    unsigned      i;
+    int           rc;
+
+    for (step = 1; step <= sizeof(in); step += (step < 8 ? 1 : 37)) {
+        r = calloc(1, sizeof(*r));
+        assert_non_null(r);
+        rp = &r->rp;
+        tap_reqp_init(rp, &tap_t_cbs, r, 32768, 128, 1024);
+        tap_hlist_set_rid(&rp->hl, "x-req");
+        for (off = 0; off < sizeof(in) - 1; off += used) {
+            k = TAP_MIN(step, sizeof(in) - 1 - off);
+            rc = tap_reqp_feed(rp, in + off, k, &used);
+            assert_true(rc == TAP_OK || rc == TAP_AGAIN);
+            if (rc == TAP_AGAIN) {
+                break;                 /* paused at the end of the head */
+            }
+        }
+        assert_int_equal(rc, TAP_AGAIN);
+        assert_int_equal(rp->hl.n, TAP_NELEMS(want));
+        for (i = 0; i < rp->hl.n; i++) {
+            assert_int_equal(rp->hl.h[i].nlen, strlen(want[i].name));
+            assert_memory_equal(tap_hlist_name(&rp->hl, i), want[i].name, rp->hl.h[i].nlen);
+            assert_int_equal(rp->hl.h[i].id, want[i].id);
+        }
+        assert_int_equal(tap_hlist_count_id(&rp->hl, TAP_H_TRACESTATE), 2);
+        assert_int_equal(tap_hlist_find_id(&rp->hl, TAP_H_TRACESTATE, 5), 5);
+        assert_int_equal(tap_hlist_find_id(&rp->hl, TAP_H_TRACESTATE, 6), -1);
+        assert_int_equal(tap_hlist_count_id(&rp->hl, TAP_H_HOST), 1);
+        assert_int_equal(tap_hlist_count_id(&rp->hl, TAP_H_EXPECT), 0);
+        assert_int_equal(tap_hlist_find_id(&rp->hl, TAP_H_EXPECT, 0), -1);
+        assert_true(tap_hlist_is_hop(&rp->hl, 1));  /* Content-Length is regenerated */
+        assert_false(tap_hlist_is_hop(&rp->hl, 7));
+        tap_reqp_cleanup(rp);
+        free(r);
+    }
+}
+
+
 /* The hop-by-hop rules on a parsed head. */
 static void
 test_hop_headers(void **state)
@@ -860,6 +923,7 @@ main(void)
         cmocka_unit_test(test_accepted),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_error_fields),
+        cmocka_unit_test(test_header_ids),
         cmocka_unit_test(test_hop_headers),
         cmocka_unit_test(test_obs_fold_boundaries),
     };
