@@ -15,7 +15,9 @@
 #ifndef TAP_EXCHANGE_H
 #define TAP_EXCHANGE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "genai/genai.h"
 
@@ -47,8 +49,8 @@ typedef struct tap_exchange_s {
 
     /* clocks: monotonic ns; wall_t0_ns is the realtime of t0 */
     int64_t      wall_t0_ns;
-    int64_t      t0;                   /* first byte of the request head */
-    int64_t      t_req;                /* last byte of the request */
+    int64_t      t0;                   /* the read that began the request head */
+    int64_t      t_req;                /* the read that ended the request */
     int64_t      upstream_start;       /* the successful attempt began (connect or reuse) */
     int64_t      upstream_connect;     /* upstream connection ready */
     int64_t      upstream_first_byte;  /* first byte of the response */
@@ -67,8 +69,9 @@ typedef struct tap_exchange_s {
 static inline void
 tap_exchange_init(tap_exchange_t *ex)
 {
-    *ex = (tap_exchange_t) { 0 };
+    memset(ex, 0, offsetof(tap_exchange_t, gen));     /* tap_gen_init() clears the rest */
     tap_gen_init(&ex->gen);
+    ex->analysed = 0;
     ex->ttft_ms = -1.0;
     ex->tpot_ms = -1.0;
     ex->itl_max_ms = -1.0;
