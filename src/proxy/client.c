@@ -250,7 +250,7 @@ tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
     uc->txn = t;
     bufferevent_setcb(uc->bev, tap_uconn_on_read, tap_uconn_on_write, tap_uconn_on_event, uc);
     bufferevent_setwatermark(uc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
-    bufferevent_disable(uc->bev, EV_WRITE);          /* see tap_bev_send() */
+    bufferevent_disable(uc->bev, EV_WRITE);          /* see tap_rd_send() */
     tap_rd_enable(&uc->rd);
     tap_respp_init(&dc->rsp, &tap_txn_rs_cbs, t, t->head_req);
 }
@@ -275,7 +275,7 @@ tap_txn_on_connected(tap_txn_t *t, int64_t now)
 
     if (t->expect_continue && !t->req_done && !t->resp_started) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        tap_bev_send(t->dc->bev);
+        tap_rd_send(&t->dc->rd);
         t->expect_continue = 0;
     }
     tap_txn_flush_body(t);
@@ -379,7 +379,7 @@ tap_txn_flush_body(tap_txn_t *t)
         }
     }
     if (!dc->in_process) {
-        tap_bev_send(t->uc->bev);      /* else tap_dconn_process() sends it */
+        tap_rd_send(&t->uc->rd);      /* else tap_dconn_process() sends it */
     }
     if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
         dc->read_blocked = 1;
@@ -690,7 +690,7 @@ tap_txn_response_done(tap_txn_t *t)
     if (t->resp_chunked) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
     }
-    tap_bev_send(t->dc->bev);
+    tap_rd_send(&t->dc->rd);
     t->ex.last_byte = tap_now_ns();
     if (t->fx != NULL) {
         tap_txn_analyse_end(t, 0);
@@ -733,7 +733,7 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
         }
     }
 
-    tap_bev_send(dc->bev);
+    tap_rd_send(&dc->rd);
     if (evbuffer_get_length(bufferevent_get_output(dc->bev)) > TAP_PROXY_HIGH_WATER) {
         tap_rd_disable(&uc->rd);
     }
@@ -745,7 +745,7 @@ tap_uconn_on_write(struct bufferevent *bev, void *arg)
 {
     tap_uconn_t  *uc = arg;
 
-    tap_bev_sent(bev);
+    tap_rd_sent(&uc->rd);
     if (uc->txn != NULL) {
         tap_dconn_read_unblock(uc->txn->dc);
     }

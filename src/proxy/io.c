@@ -18,7 +18,7 @@
  *   have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
  *   read, not a timeout on the read event, which libevent would take out of
  *   its timer heap and put back in on every read.
- * - writing is done at once by tap_bev_send(); only what the socket does not
+ * - writing is done at once by tap_rd_send(); only what the socket does not
  *   take is left to the bufferevent's write event.
  *
  * On TLS connections the same calls just drive the bufferevent.
@@ -245,19 +245,20 @@ stop:
 
 
 /*
- * Sends what bev's output holds now instead of one loop round later: plain
- * sockets keep EV_WRITE disabled and are written here, directly; only what
- * the socket does not take is left to the write event, which then also runs
- * the write callback (backpressure) and reports errors.  TLS bufferevents do
- * their own writing.
+ * Sends what the output of rd's connection holds now instead of one loop
+ * round later: plain sockets keep EV_WRITE disabled and are written here,
+ * directly; only what the socket does not take is left to the write event,
+ * which then also runs the write callback (backpressure) and reports errors.
+ * TLS bufferevents do their own writing.
  */
 void
-tap_bev_send(struct bufferevent *bev)
+tap_rd_send(tap_rd_t *rd)
 {
-    struct evbuffer  *out = bufferevent_get_output(bev);
-    evutil_socket_t   fd;
+    struct bufferevent  *bev = rd->bev;
+    struct evbuffer     *out = bufferevent_get_output(bev);
+    evutil_socket_t      fd;
 
-    if (bufferevent_openssl_get_ssl(bev) != NULL) {
+    if (!rd->plain) {
         bufferevent_enable(bev, EV_WRITE);
         return;
     }
@@ -276,12 +277,10 @@ tap_bev_send(struct bufferevent *bev)
 
 /* A write callback ran: once the output is empty, back to direct writes. */
 void
-tap_bev_sent(struct bufferevent *bev)
+tap_rd_sent(tap_rd_t *rd)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0
-        && bufferevent_openssl_get_ssl(bev) == NULL)
-    {
-        bufferevent_disable(bev, EV_WRITE);
+    if (rd->plain && evbuffer_get_length(bufferevent_get_output(rd->bev)) == 0) {
+        bufferevent_disable(rd->bev, EV_WRITE);
     }
 }
 

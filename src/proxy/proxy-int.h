@@ -102,7 +102,7 @@ typedef struct tap_lazy_s {
     int64_t        armed;              /* when ev will fire; 0: not pending */
 } tap_lazy_t;
 
-/* A reader for one socket (io.c). */
+/* The reading, and direct writing, of one connection (io.c). */
 typedef struct tap_rd_s {
     struct event         ev;
     struct bufferevent  *bev;
@@ -312,8 +312,8 @@ void tap_rd_set_timeout(tap_rd_t *rd, int64_t ms);
 void tap_rd_stop(tap_rd_t *rd);
 void tap_lazy_set(tap_lazy_t *lz, int64_t ms);
 int tap_lazy_fired(tap_lazy_t *lz);
-void tap_bev_send(struct bufferevent *bev);
-void tap_bev_sent(struct bufferevent *bev);
+void tap_rd_send(tap_rd_t *rd);
+void tap_rd_sent(tap_rd_t *rd);
 
 /* client.c */
 void tap_txn_build_head(tap_txn_t *t);

@@ -139,7 +139,7 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
     tap_rd_init(&dc->rd, dc->bev);
     tap_rd_set_high(&dc->rd, w->ps->max_header_bytes + 16384);
     bufferevent_setwatermark(dc->bev, EV_WRITE, TAP_PROXY_LOW_WATER, 0);
-    bufferevent_disable(dc->bev, EV_WRITE);          /* see tap_bev_send() */
+    bufferevent_disable(dc->bev, EV_WRITE);          /* see tap_rd_send() */
     tap_rd_enable(&dc->rd);
 
     if (px->ps->max_connections > 0 && n > px->ps->max_connections) {
@@ -527,7 +527,7 @@ tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const char *ms
         evbuffer_add_printf(out, "%s: %s\r\n", dc->w->ps->request_id_header, t->ex.request_id);
     }
     evbuffer_add_printf(out, "%s\r\n%s", t->resp_close ? "Connection: close\r\n" : "", body);
-    tap_bev_send(dc->bev);
+    tap_rd_send(&dc->rd);
     t->resp_started = 1;
     t->ex.bytes_out = (uint64_t) blen;
     tap_txn_complete(t);
@@ -645,7 +645,7 @@ tap_txn_on_head(tap_txn_t *t)
         if (t->expect_continue) {
             evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n",
                 25);
-            tap_bev_send(t->dc->bev);
+            tap_rd_send(&t->dc->rd);
             t->expect_continue = 0;
         }
         return;
@@ -871,7 +871,7 @@ tap_dconn_process(tap_dconn_t *dc)
 
     t = dc->txn;
     if (!dc->dead && t != NULL && t->uc != NULL && t->uc->connected) {
-        tap_bev_send(t->uc->bev);
+        tap_rd_send(&t->uc->rd);
         /* reading may have stopped on bytes that are gone now */
         if (dc->read_blocked
             && evbuffer_get_length(bufferevent_get_output(t->uc->bev)) <= TAP_PROXY_LOW_WATER)
@@ -938,7 +938,7 @@ tap_dconn_on_write(struct bufferevent *bev, void *arg)
             dc->shut = 1;
         }
     } else {
-        tap_bev_sent(bev);
+        tap_rd_sent(&dc->rd);
         if (dc->txn != NULL) {
             tap_txn_client_drained(dc->txn);
         }
