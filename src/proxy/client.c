@@ -2,8 +2,10 @@
  * client.c: the upstream half of a transaction: the request head sent
  * upstream, streaming the body, reading and relaying the response.
  *
- * The upstream head is built once per request into an evbuffer (kept for a
- * retry).  Hop-by-hop headers and those named in Connection are dropped;
+ * The upstream head is written straight into the connection's output when
+ * the connection can take it, once per attempt (a retry builds it again, from
+ * the parsed request, which stays until the response ends; its default Host
+ * is then the server actually used).  Hop-by-hop headers and those named in Connection are dropped;
  * framing is regenerated from what was parsed (Content-Length: N, or
  * Transfer-Encoding: chunked with infertap's own chunking); Expect is
  * answered by infertap (it sends 100 Continue when the head goes upstream),
@@ -69,8 +71,9 @@ static const tap_respp_cbs_t  tap_txn_rs_cbs = {
 };
 
 
+/* Writes the request head for the upstream attempt under way to out. */
 void
-tap_txn_build_head(tap_txn_t *t)
+tap_txn_build_head(tap_txn_t *t, struct evbuffer *out)
 {
     tap_dconn_t            *dc = t->dc;
     const tap_psettings_t  *ps = dc->w->ps;
@@ -82,7 +85,7 @@ tap_txn_build_head(tap_txn_t *t)
     int                     host = -1, ts = -1;
     char                    tp[TAP_TRACEPARENT_LEN + 1];
 
-    hb.out = t->uhead;
+    hb.out = out;
     hb.len = 0;
     tap_hbuf_str(&hb, llhttp_method_name((llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
     tap_hbuf_lit(&hb, " ");
@@ -271,7 +274,7 @@ tap_txn_on_connected(tap_txn_t *t, int64_t now)
     }
     t->ex.upstream_connect = now;
     tap_txn_set_uphase(t, TAP_UPHASE_NONE);
-    evbuffer_add(out, evbuffer_pullup(t->uhead, -1), evbuffer_get_length(t->uhead));
+    tap_txn_build_head(t, out);
 
     if (t->expect_continue && !t->req_done && !t->resp_started) {
         evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -407,7 +410,7 @@ tap_txn_upstream_drop(tap_txn_t *t)
      * nothing left over and no one asking to close */
     reuse = uc->connected && t->resp_done && dc->rsp.done && t->end_sent
         && tap_respp_keepalive(&dc->rsp)
-        && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
+        && tap_rd_pending(&uc->rd) == 0;
     if (reuse) {
         tap_uconn_release(uc);
     } else {
@@ -705,7 +708,6 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
     tap_uconn_t            *uc = arg;
     tap_txn_t              *t = uc->txn;
     tap_dconn_t            *dc = t->dc;
-    struct evbuffer        *in = bufferevent_get_input(bev);
     struct evbuffer_iovec   v;
     size_t                  used;
     int                     rc;
@@ -714,10 +716,10 @@ tap_uconn_on_read(struct bufferevent *bev, void *arg)
     if (t->fx != NULL) {
         t->fx->now = uc->now;          /* events are stamped with their read */
     }
-    while (evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+    while (tap_rd_peek(&uc->rd, &v)) {
         rc = tap_respp_feed(&dc->rsp, v.iov_base, v.iov_len, &used);
         if (used > 0) {
-            evbuffer_drain(in, used);
+            tap_rd_drain(&uc->rd, used);
         }
         if (rc == TAP_ERROR) {
             if (t->resp_started) {

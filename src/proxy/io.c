@@ -39,7 +39,13 @@
 
 #define TAP_RD_CHUNK  16384
 
+/* The worker's read buffer, and the reader whose callback is running on it
+ * (NULL once that reader stops: its connection was freed). */
+static __thread char       tap_rd_buf[TAP_RD_CHUNK];
+static __thread tap_rd_t  *tap_rd_live;
 
+
+static int tap_rd_keep(tap_rd_t *rd);
 static void tap_rd_on_ready(evutil_socket_t fd, short what, void *arg);
 static void tap_rd_on_timeout(evutil_socket_t fd, short what, void *arg);
 
@@ -63,8 +69,7 @@ tap_rd_update(tap_rd_t *rd)
     if (!rd->plain) {
         return;
     }
-    want = rd->on
-           && (rd->high == 0 || evbuffer_get_length(bufferevent_get_input(rd->bev)) < rd->high);
+    want = rd->on && (rd->high == 0 || tap_rd_pending(rd) < rd->high);
     if (want && !rd->added) {
         if (!rd->assigned) {
             fd = bufferevent_getfd(rd->bev);
@@ -153,6 +158,10 @@ tap_rd_set_timeout(tap_rd_t *rd, int64_t ms)
 void
 tap_rd_stop(tap_rd_t *rd)
 {
+    if (tap_rd_live == rd) {
+        tap_rd_live = NULL;
+    }
+    rd->dlen = 0;
     if (rd->assigned) {
         event_del(&rd->ev);
         rd->added = 0;
@@ -173,6 +182,29 @@ tap_rd_on_timeout(evutil_socket_t fd, short what, void *arg)
     if (tap_lazy_fired(&rd->timer) && rd->added) {
         tap_rd_on_ready(-1, EV_TIMEOUT, rd);
     }
+}
+
+
+/* What the read callback left of the worker's buffer moves to the input. */
+static int
+tap_rd_keep(tap_rd_t *rd)
+{
+    struct evbuffer  *in;
+    int               rc;
+
+    if (rd->dlen == 0) {
+        return TAP_OK;
+    }
+    in = bufferevent_get_input(rd->bev);
+    evbuffer_unfreeze(in, 0);
+    rc = evbuffer_add(in, rd->dp, rd->dlen);
+    evbuffer_freeze(in, 0);
+    rd->dlen = 0;
+    if (rc != 0) {
+        return TAP_ERROR;              /* out of memory: the bytes are lost */
+    }
+    tap_rd_update(rd);                 /* it may now be over its high mark */
+    return TAP_OK;
 }
 
 
@@ -207,27 +239,51 @@ tap_rd_on_ready(evutil_socket_t fd, short what, void *arg)
         room = TAP_MIN(room, rd->high - len);
     }
 
-    /* the socket bufferevent keeps the end of its input frozen except while
-     * it reads itself: do as it does */
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_reserve_space(in, (ev_ssize_t) room, &v, 1) < 1) {
-        evbuffer_freeze(in, 0);
-        flags = BEV_EVENT_READING | BEV_EVENT_ERROR;
-        goto stop;
-    }
-    n = recv(fd, v.iov_base, TAP_MIN(v.iov_len, room), 0);
-    if (n > 0) {
-        v.iov_len = (size_t) n;
-        evbuffer_commit_space(in, &v, 1);
-    }
-    evbuffer_freeze(in, 0);
-
-    if (n > 0) {
-        if (readcb != NULL) {
-            readcb(bev, cbarg);        /* may free rd: do not touch it after */
+    if (len == 0) {
+        /* nothing waiting: read into the worker's buffer and let the
+         * callback consume it there; only what it leaves is copied */
+        n = recv(fd, tap_rd_buf, room, 0);
+        if (n > 0) {
+            rd->dp = tap_rd_buf;
+            rd->dlen = (size_t) n;
+            tap_rd_live = rd;
+            if (readcb != NULL) {
+                readcb(bev, cbarg);    /* may free rd: tap_rd_stop() tells */
+            }
+            if (tap_rd_live != rd) {
+                return;
+            }
+            tap_rd_live = NULL;
+            if (tap_rd_keep(rd) == TAP_OK) {
+                return;
+            }
+            flags = BEV_EVENT_READING | BEV_EVENT_ERROR;
+            goto stop;
         }
-        return;
+
+    } else {
+        /* the socket bufferevent keeps the end of its input frozen except
+         * while it reads itself: do as it does */
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_reserve_space(in, (ev_ssize_t) room, &v, 1) < 1) {
+            evbuffer_freeze(in, 0);
+            flags = BEV_EVENT_READING | BEV_EVENT_ERROR;
+            goto stop;
+        }
+        n = recv(fd, v.iov_base, TAP_MIN(v.iov_len, room), 0);
+        if (n > 0) {
+            v.iov_len = (size_t) n;
+            evbuffer_commit_space(in, &v, 1);
+        }
+        evbuffer_freeze(in, 0);
+        if (n > 0) {
+            if (readcb != NULL) {
+                readcb(bev, cbarg);    /* may free rd: do not touch it after */
+            }
+            return;
+        }
     }
+
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         return;
     }

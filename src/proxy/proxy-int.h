@@ -102,10 +102,19 @@ typedef struct tap_lazy_s {
     int64_t        armed;              /* when ev will fire; 0: not pending */
 } tap_lazy_t;
 
-/* The reading, and direct writing, of one connection (io.c). */
+/*
+ * The reading, and direct writing, of one connection (io.c).  A read into an
+ * empty input lands in the worker's read buffer, not in the bufferevent:
+ * while the read callback runs, [dp, dp + dlen) holds what it has not
+ * consumed yet, and what is left when it returns moves to the input.  The
+ * callback reads with tap_rd_peek() and tap_rd_drain(), and asks
+ * tap_rd_pending() how much is waiting.
+ */
 typedef struct tap_rd_s {
     struct event         ev;
     struct bufferevent  *bev;
+    const char          *dp;           /* unconsumed bytes of the read in progress */
+    size_t               dlen;
     size_t               high;         /* stop reading at this much input; 0: no limit */
     int64_t              timeout_ms;   /* idle time between reads; 0: none */
     tap_lazy_t           timer;        /* runs the timeout while reading is on */
@@ -114,6 +123,37 @@ typedef struct tap_rd_s {
     unsigned             added:1;
     unsigned             assigned:1;
 } tap_rd_t;
+
+/* The first contiguous piece of what is waiting, in *v; 0 when nothing is. */
+static inline int
+tap_rd_peek(tap_rd_t *rd, struct evbuffer_iovec *v)
+{
+    if (rd->dlen > 0) {
+        v->iov_base = (void *) rd->dp;
+        v->iov_len = rd->dlen;
+        return 1;
+    }
+    return evbuffer_peek(bufferevent_get_input(rd->bev), -1, NULL, v, 1) >= 1
+           && v->iov_len > 0;
+}
+
+/* Consumes n bytes of the piece tap_rd_peek() gave. */
+static inline void
+tap_rd_drain(tap_rd_t *rd, size_t n)
+{
+    if (rd->dlen > 0) {
+        rd->dp += n;
+        rd->dlen -= n;
+        return;
+    }
+    evbuffer_drain(bufferevent_get_input(rd->bev), n);
+}
+
+static inline size_t
+tap_rd_pending(tap_rd_t *rd)
+{
+    return rd->dlen + evbuffer_get_length(bufferevent_get_input(rd->bev));
+}
 
 typedef struct tap_upool_s {
     tap_uconn_t  *idle;                /* most recently used first */
@@ -156,7 +196,6 @@ struct tap_txn_s {
     tap_uconn_t      *uc;
     int               server;          /* server of the current attempt, -1 none */
     uint64_t          tried;           /* bit per server index (first 64) */
-    struct evbuffer  *uhead;           /* request head for upstream, kept for retries */
     struct evbuffer  *ubody;           /* body bytes not yet handed to a connection */
     char             *path;            /* path_buf, or malloc'd when longer */
     char              path_buf[128];
@@ -316,7 +355,7 @@ void tap_rd_send(tap_rd_t *rd);
 void tap_rd_sent(tap_rd_t *rd);
 
 /* client.c */
-void tap_txn_build_head(tap_txn_t *t);
+void tap_txn_build_head(tap_txn_t *t, struct evbuffer *out);
 void tap_txn_upstream_start(tap_txn_t *t);
 void tap_txn_flush_body(tap_txn_t *t);
 void tap_txn_upstream_drop(tap_txn_t *t);

@@ -275,7 +275,7 @@ tap_dconn_read_unblock(tap_dconn_t *dc)
     if (dc->read_blocked && !dc->closing) {
         dc->read_blocked = 0;
         tap_rd_enable(&dc->rd);
-        if (evbuffer_get_length(bufferevent_get_input(dc->bev)) > 0) {
+        if (tap_rd_pending(&dc->rd) > 0) {
             event_active(dc->resume_ev, 0, 0);
         }
     }
@@ -288,9 +288,6 @@ tap_dconn_read_unblock(tap_dconn_t *dc)
 static void
 tap_txn_free(tap_txn_t *t)
 {
-    if (t->uhead != NULL) {
-        evbuffer_free(t->uhead);
-    }
     if (t->ubody != NULL) {
         evbuffer_free(t->ubody);
     }
@@ -303,16 +300,14 @@ tap_txn_create(tap_dconn_t *dc)
 {
     tap_worker_t     *w = dc->w;
     tap_txn_t        *t;
-    struct evbuffer  *uhead, *ubody;
+    struct evbuffer  *ubody;
 
     t = w->spare;
     if (t != NULL) {
         w->spare = t->next;
         w->nspare--;
-        uhead = t->uhead;
         ubody = t->ubody;
         memset(t, 0, sizeof(*t));
-        t->uhead = uhead;
         t->ubody = ubody;
 
     } else {
@@ -320,9 +315,8 @@ tap_txn_create(tap_dconn_t *dc)
         if (t == NULL) {
             return NULL;
         }
-        t->uhead = evbuffer_new();
         t->ubody = evbuffer_new();
-        if (t->uhead == NULL || t->ubody == NULL) {
+        if (t->ubody == NULL) {
             tap_txn_free(t);
             return NULL;
         }
@@ -379,7 +373,6 @@ tap_txn_finish(tap_txn_t *t)
 
     /* kept, buffers and all, for the worker's next request */
     if (w->nspare < TAP_TXN_SPARES) {
-        evbuffer_drain(t->uhead, evbuffer_get_length(t->uhead));
         evbuffer_drain(t->ubody, evbuffer_get_length(t->ubody));
         t->next = w->spare;
         w->spare = t;
@@ -427,7 +420,7 @@ tap_txn_complete(tap_txn_t *t)
     tap_reqp_next(&dc->rp);
     dc->rp_paused = 0;
     tap_dconn_set_phase(dc, TAP_DPHASE_IDLE);
-    if (evbuffer_get_length(bufferevent_get_input(dc->bev)) > 0) {
+    if (tap_rd_pending(&dc->rd) > 0) {
         event_active(dc->resume_ev, 0, 0);
     }
 }
@@ -650,7 +643,6 @@ tap_txn_on_head(tap_txn_t *t)
         }
         return;
     }
-    tap_txn_build_head(t);
 }
 
 
@@ -780,14 +772,13 @@ tap_dconn_request_done(tap_dconn_t *dc)
 static void
 tap_dconn_process_input(tap_dconn_t *dc)
 {
-    struct evbuffer        *in = bufferevent_get_input(dc->bev);
     struct evbuffer_iovec   v;
     tap_txn_t              *t;
     size_t                  used;
     int                     rc, zero = 0;
 
     while (!dc->dead && !dc->closing && !dc->rp_paused && !dc->read_blocked) {
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        if (!tap_rd_peek(&dc->rd, &v)) {
             if (!zero) {
                 break;
             }
@@ -798,7 +789,7 @@ tap_dconn_process_input(tap_dconn_t *dc)
 
         rc = tap_reqp_feed(&dc->rp, v.iov_base, v.iov_len, &used);
         if (used > 0) {
-            evbuffer_drain(in, used);
+            tap_rd_drain(&dc->rd, used);
         }
         if (rc == TAP_ERROR) {
             tap_dconn_reject(dc);
@@ -837,7 +828,6 @@ tap_dconn_process_input(tap_dconn_t *dc)
         tap_dconn_request_done(dc);
         if (t->held) {
             tap_txn_analyse_request(t);
-            tap_txn_build_head(t);
             tap_txn_upstream_start(t);     /* may finish t: the loop ends on rp_paused */
             continue;
         }
@@ -897,6 +887,7 @@ tap_dconn_on_read(struct bufferevent *bev, void *arg)
     tap_dconn_enter(dc);
     if (dc->closing) {
         evbuffer_drain(in, evbuffer_get_length(in));
+        dc->rd.dlen = 0;
 
     } else {
         if (dc->phase == TAP_DPHASE_IDLE) {

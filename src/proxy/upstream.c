@@ -173,7 +173,7 @@ tap_uconn_release(tap_uconn_t *uc)
 
     uc->txn = NULL;
     if (w->draining || pool->nidle >= w->ps->pool_max_idle
-        || evbuffer_get_length(bufferevent_get_input(uc->bev)) > 0)
+        || tap_rd_pending(&uc->rd) > 0)
     {
         tap_uconn_close(uc);
         return;
