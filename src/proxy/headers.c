@@ -285,11 +285,14 @@ tap_hlist_name_done(tap_hlist_t *hl)
         return;
     }
     h = &hl->h[hl->n - 1];
-    id = tap_hid_of(hl->buf + h->noff, h->nlen);
-    if (id == TAP_H_OTHER && hl->rid_len == h->nlen
-        && strncasecmp(hl->buf + h->noff, hl->rid, hl->rid_len) == 0)
-    {
-        id = TAP_H_REQUEST_ID;
+    id = TAP_H_OTHER;
+    if (h->nlen > 0) {                 /* an empty name is refused later */
+        id = tap_hid_of(hl->buf + h->noff, h->nlen);
+        if (id == TAP_H_OTHER && hl->rid != NULL && hl->rid_len == h->nlen
+            && strncasecmp(hl->buf + h->noff, hl->rid, hl->rid_len) == 0)
+        {
+            id = TAP_H_REQUEST_ID;
+        }
     }
     h->id = (uint32_t) id;
     if (hl->nid[id] < UINT8_MAX) {
