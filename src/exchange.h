@@ -49,8 +49,8 @@ typedef struct tap_exchange_s {
 
     /* clocks: monotonic ns; wall_t0_ns is the realtime of t0 */
     int64_t      wall_t0_ns;
-    int64_t      t0;                   /* the read that began the request head */
-    int64_t      t_req;                /* the read that ended the request */
+    int64_t      t0;                   /* the head began: the read (or resumption) parsing it */
+    int64_t      t_req;                /* the request was whole: the read that ended it */
     int64_t      upstream_start;       /* the successful attempt began (connect or reuse) */
     int64_t      upstream_connect;     /* upstream connection ready */
     int64_t      upstream_first_byte;  /* first byte of the response */
