@@ -272,6 +272,37 @@ test('a pipeline larger than the input high mark: every request answered, in ord
     }
 });
 
+test('a pipeline dribbled in pieces that cut heads and bodies: every answer whole, in order', async () => {
+    /* each piece is its own read: what a read leaves unparsed (a partial
+     * head, the start of the next request) must wait for the next one */
+    const conn = await RawConn.connect(pxEcho.port);
+    try {
+        const bodies = ['{"a":1}', JSON.stringify({ pad: 'y'.repeat(200) }), '{}'];
+        const reqs = bodies.map((b, i) => buildRequest('POST', `/delay/${i === 0 ? 50 : 0}`,
+            { headers: { 'X-Request-Id': `drib-${i}`, 'Content-Type': 'application/json' },
+              body: b }));
+        const all = Buffer.concat(reqs);
+        const cuts = [1, 5, 17, 2, 40, 3, 90, 7];
+        for (let off = 0, k = 0; off < all.length; k++) {
+            const n = Math.min(cuts[k % cuts.length], all.length - off);
+            assert.ok(await conn.write(all.subarray(off, off + n)), `write at ${off}`);
+            off += n;
+            await sleep(2);
+        }
+        for (let i = 0; i < bodies.length; i++) {
+            const r = await conn.readResponse({ timeoutMs: 5000 });
+            assert.ok(r, `response ${i}: ${conn.text()}`);
+            assert.equal(r.status, 200);
+            assert.equal(r.headers['x-request-id'], `drib-${i}`);
+            const echoed = JSON.parse(r.body.toString());
+            assert.equal(echoed.body, bodies[i], `request ${i} reached the upstream whole`);
+        }
+        assert.equal(conn.closed, false);
+    } finally {
+        conn.destroy();
+    }
+});
+
 test('HTTP/1.0 without keep-alive: a complete answer, then the connection closes', async () => {
     const conn = await RawConn.connect(px.port);
     try {
