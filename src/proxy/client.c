@@ -5,8 +5,8 @@
  * The upstream head is written straight into the connection's output when
  * the connection can take it, once per attempt (a retry builds it again, from
  * the parsed request, which stays until the response ends; its default Host
- * is then the server actually used).  Hop-by-hop headers and those named in Connection are dropped;
- * framing is regenerated from what was parsed (Content-Length: N, or
+ * is then the server actually used).  Hop-by-hop headers and those named in
+ * Connection are dropped; framing is regenerated from what was parsed (Content-Length: N, or
  * Transfer-Encoding: chunked with infertap's own chunking); Expect is
  * answered by infertap (it sends 100 Continue when the head goes upstream),
  * so it is not forwarded.  X-Forwarded-For is appended to, X-Forwarded-Proto

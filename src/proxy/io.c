@@ -426,7 +426,7 @@ tap_wall_ns(int64_t mono)
     static __thread int64_t  offset, until;
     struct timespec          ts;
 
-    if (mono >= until || until == 0) {
+    if (mono >= until) {            /* also the first time: until is 0 */
         clock_gettime(CLOCK_REALTIME, &ts);
         offset = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec - tap_now_ns();
         until = mono + 1000000000;

@@ -155,6 +155,16 @@ tap_rd_pending(tap_rd_t *rd)
     return rd->dlen + evbuffer_get_length(bufferevent_get_input(rd->bev));
 }
 
+/* Throws away everything waiting. */
+static inline void
+tap_rd_discard(tap_rd_t *rd)
+{
+    struct evbuffer  *in = bufferevent_get_input(rd->bev);
+
+    rd->dlen = 0;
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
 typedef struct tap_upool_s {
     tap_uconn_t  *idle;                /* most recently used first */
     unsigned      nidle;

@@ -881,13 +881,11 @@ tap_dconn_process(tap_dconn_t *dc)
 static void
 tap_dconn_on_read(struct bufferevent *bev, void *arg)
 {
-    tap_dconn_t      *dc = arg;
-    struct evbuffer  *in = bufferevent_get_input(bev);
+    tap_dconn_t  *dc = arg;
 
     tap_dconn_enter(dc);
     if (dc->closing) {
-        evbuffer_drain(in, evbuffer_get_length(in));
-        dc->rd.dlen = 0;
+        tap_rd_discard(&dc->rd);
 
     } else {
         if (dc->phase == TAP_DPHASE_IDLE) {
