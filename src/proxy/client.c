@@ -71,9 +71,9 @@ static const tap_respp_cbs_t  tap_txn_rs_cbs = {
 };
 
 
-/* Writes the request head for the upstream attempt under way to out. */
+/* Writes the request head for the upstream attempt under way to rd's connection. */
 void
-tap_txn_build_head(tap_txn_t *t, struct evbuffer *out)
+tap_txn_build_head(tap_txn_t *t, tap_rd_t *rd)
 {
     tap_dconn_t            *dc = t->dc;
     const tap_psettings_t  *ps = dc->w->ps;
@@ -85,7 +85,7 @@ tap_txn_build_head(tap_txn_t *t, struct evbuffer *out)
     int                     host = -1, ts = -1;
     char                    tp[TAP_TRACEPARENT_LEN + 1];
 
-    hb.out = out;
+    hb.rd = rd;
     hb.len = 0;
     tap_hbuf_str(&hb, llhttp_method_name((llhttp_method_t) llhttp_get_method(&dc->rp.parser)));
     tap_hbuf_lit(&hb, " ");
@@ -195,7 +195,6 @@ tap_txn_set_uphase(tap_txn_t *t, tap_uphase_e phase)
 
 
 #define TAP_CHUNK_LINE    (2 * sizeof(size_t) + 2)   /* "<hex>\r\n" at most */
-#define TAP_CHUNK_GATHER  2048       /* chunks up to this size go in as one piece */
 
 /* Writes the line "<n in hex>\r\n" that opens a chunk so that it ends at
  * end; returns where it starts (at most 2 * sizeof(size_t) + 2 bytes back).
@@ -215,32 +214,33 @@ tap_chunk_line(char *end, size_t n)
 }
 
 
-/* Appends the size line that opens a chunk of n bytes. */
-static void
-tap_chunk_size(struct evbuffer *out, size_t n)
-{
-    char  buf[TAP_CHUNK_LINE], *p;
-
-    p = tap_chunk_line(buf + sizeof(buf), n);
-    evbuffer_add(out, p, (size_t) (buf + sizeof(buf) - p));
-}
-
-
 /*
- * A small chunk, size line, data and CRLF, goes into the buffer as one piece:
- * a streamed event is usually a few hundred bytes, and three evbuffer_add
- * calls cost more than copying it once.
+ * Sends p[0, n) on rd's connection as one chunk, size line, data and CRLF
+ * in one piece of the write buffer, or through the output evbuffer when
+ * that has no room.
  */
 static void
-tap_chunk_gather(struct evbuffer *out, const char *p, size_t n)
+tap_chunk_write(tap_rd_t *rd, const char *p, size_t n)
 {
-    char  buf[TAP_CHUNK_LINE + TAP_CHUNK_GATHER + 2], *b = buf + TAP_CHUNK_LINE, *s;
+    char              line[TAP_CHUNK_LINE], *l, *s;
+    size_t            ll;
+    struct evbuffer  *out;
 
-    s = tap_chunk_line(b, n);
-    memcpy(b, p, n);
-    b[n] = '\r';
-    b[n + 1] = '\n';
-    evbuffer_add(out, s, (size_t) (b + n + 2 - s));
+    l = tap_chunk_line(line + sizeof(line), n);
+    ll = (size_t) (line + sizeof(line) - l);
+    s = tap_rd_space(rd, ll + n + 2);
+    if (s != NULL) {
+        memcpy(s, l, ll);
+        memcpy(s + ll, p, n);
+        s[ll + n] = '\r';
+        s[ll + n + 1] = '\n';
+        tap_rd_wrote(ll + n + 2);
+        return;
+    }
+    out = tap_rd_output(rd);
+    evbuffer_add(out, l, ll);
+    evbuffer_add(out, p, n);
+    evbuffer_add(out, "\r\n", 2);
 }
 
 
@@ -264,9 +264,8 @@ tap_txn_attach(tap_txn_t *t, tap_uconn_t *uc)
 static void
 tap_txn_on_connected(tap_txn_t *t, int64_t now)
 {
-    tap_uconn_t      *uc = t->uc;
-    struct evbuffer  *out = bufferevent_get_output(uc->bev);
-    int               one = 1;
+    tap_uconn_t  *uc = t->uc;
+    int           one = 1;
 
     if (!uc->connected) {
         uc->connected = 1;
@@ -274,10 +273,10 @@ tap_txn_on_connected(tap_txn_t *t, int64_t now)
     }
     t->ex.upstream_connect = now;
     tap_txn_set_uphase(t, TAP_UPHASE_NONE);
-    tap_txn_build_head(t, out);
+    tap_txn_build_head(t, &uc->rd);
 
     if (t->expect_continue && !t->req_done && !t->resp_started) {
-        evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        tap_rd_write(&t->dc->rd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         tap_rd_send(&t->dc->rd);
         t->expect_continue = 0;
     }
@@ -346,8 +345,11 @@ void
 tap_txn_flush_body(tap_txn_t *t)
 {
     tap_dconn_t      *dc = t->dc;
+    tap_rd_t         *rd;
     struct evbuffer  *out;
-    size_t            n;
+    char              line[TAP_CHUNK_LINE], *l, *s;
+    size_t            n, ll = 0;
+    int               chunked = dc->rp.chunked;
 
     if (t->uc == NULL || !t->uc->connected) {
         /* a held body is bounded by the capture limit */
@@ -360,31 +362,49 @@ tap_txn_flush_body(tap_txn_t *t)
         return;
     }
 
-    out = bufferevent_get_output(t->uc->bev);
+    rd = &t->uc->rd;
     n = evbuffer_get_length(t->ubody);
     if (n > 0) {
         t->body_sent = 1;
-        if (dc->rp.chunked) {
-            tap_chunk_size(out, n);
-            evbuffer_add_buffer(out, t->ubody);
-            evbuffer_add(out, "\r\n", 2);
+        l = line + sizeof(line);
+        if (chunked) {
+            l = tap_chunk_line(l, n);
+            ll = (size_t) (line + sizeof(line) - l);
+        }
+        /* a body that fits is copied once, next to the head */
+        s = tap_rd_space(rd, ll + n + (chunked ? 2 : 0));
+        if (s != NULL) {
+            memcpy(s, l, ll);
+            evbuffer_remove(t->ubody, s + ll, n);
+            if (chunked) {
+                s[ll + n] = '\r';
+                s[ll + n + 1] = '\n';
+            }
+            tap_rd_wrote(ll + n + (chunked ? 2 : 0));
         } else {
+            out = tap_rd_output(rd);
+            evbuffer_add(out, l, ll);
             evbuffer_add_buffer(out, t->ubody);
+            if (chunked) {
+                evbuffer_add(out, "\r\n", 2);
+            }
         }
     }
     if (t->req_done && !t->end_sent) {
         t->end_sent = 1;
-        if (dc->rp.chunked) {
-            evbuffer_add(out, "0\r\n\r\n", 5);
+        if (chunked) {
+            tap_rd_write(rd, "0\r\n\r\n", 5);
         }
         if (!dc->rsp.got_head) {
             tap_txn_set_uphase(t, TAP_UPHASE_HEADER);
         }
     }
     if (!dc->in_process) {
-        tap_rd_send(&t->uc->rd);      /* else tap_dconn_process() sends it */
+        tap_rd_send(rd);               /* else tap_dconn_process() sends it */
     }
-    if (evbuffer_get_length(out) > TAP_PROXY_HIGH_WATER && !dc->read_blocked) {
+    if (evbuffer_get_length(bufferevent_get_output(t->uc->bev)) > TAP_PROXY_HIGH_WATER
+        && !dc->read_blocked)
+    {
         dc->read_blocked = 1;
         tap_rd_disable(&dc->rd);
     }
@@ -574,7 +594,7 @@ tap_txn_rs_head(void *ctx)
         tap_rd_set_timeout(&t->uc->rd, ps->stream_idle_ms);
     }
 
-    hb.out = bufferevent_get_output(dc->bev);
+    hb.rd = &dc->rd;
     hb.len = 0;
     tap_hbuf_lit(&hb, "HTTP/1.1 ");
     tap_hbuf_u64(&hb, (uint64_t) rs->status);
@@ -638,30 +658,23 @@ tap_txn_rs_head(void *ctx)
 
 
 /*
- * Body bytes go into the client's output as the parser hands them over, each
- * span re-chunked when the client gets chunked framing: a span is usually
- * one upstream chunk, one SSE event, and it lands in one buffer with its
- * size line and CRLF, so the socket gets one piece per event.  The output is
- * sent at the end of the read (tap_uconn_on_read).
+ * Body bytes go to the client as the parser hands them over, each span
+ * re-chunked when the client gets chunked framing: a span is usually one
+ * upstream chunk, one SSE event, and it lands in the write buffer with its
+ * size line and CRLF, so the socket gets one piece per event.  They are sent
+ * at the end of the read (tap_uconn_on_read).
  */
 void
 tap_txn_client_write(void *ctx, const char *p, size_t len)
 {
-    tap_txn_t        *t = ctx;
-    struct evbuffer  *out = bufferevent_get_output(t->dc->bev);
+    tap_txn_t  *t = ctx;
 
     t->ex.bytes_out += len;
-    if (!t->resp_chunked) {
-        evbuffer_add(out, p, len);
-        return;
+    if (t->resp_chunked) {
+        tap_chunk_write(&t->dc->rd, p, len);
+    } else {
+        tap_rd_write(&t->dc->rd, p, len);
     }
-    if (len <= TAP_CHUNK_GATHER) {
-        tap_chunk_gather(out, p, len);
-        return;
-    }
-    tap_chunk_size(out, len);
-    evbuffer_add(out, p, len);
-    evbuffer_add(out, "\r\n", 2);
 }
 
 
@@ -691,7 +704,7 @@ tap_txn_response_done(tap_txn_t *t)
         tap_txn_analyse_end(t, 0);     /* hands over the bytes it still holds */
     }
     if (t->resp_chunked) {
-        evbuffer_add(bufferevent_get_output(t->dc->bev), "0\r\n\r\n", 5);
+        tap_rd_write(&t->dc->rd, "0\r\n\r\n", 5);
     }
     tap_rd_send(&t->dc->rd);
     t->ex.last_byte = tap_now_ns();

@@ -16,10 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/buffer.h>
 
 #include "tap_core.h"
 #include "proxy/headers.h"
+#include "proxy/proxy-int.h"
 
 
 void
@@ -328,7 +328,7 @@ tap_hbuf_spill(tap_hbuf_t *hb, const char *p, size_t n)
 {
     tap_hbuf_flush(hb);
     if (n > sizeof(hb->buf)) {
-        evbuffer_add(hb->out, p, n);
+        tap_rd_write(hb->rd, p, n);
         return;
     }
     memcpy(hb->buf, p, n);
@@ -340,7 +340,7 @@ void
 tap_hbuf_flush(tap_hbuf_t *hb)
 {
     if (hb->len > 0) {
-        evbuffer_add(hb->out, hb->buf, hb->len);
+        tap_rd_write(hb->rd, hb->buf, hb->len);
         hb->len = 0;
     }
 }

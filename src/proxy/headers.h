@@ -184,13 +184,14 @@ tap_name_eq(const char *a, size_t alen, const char *b)
 }
 
 /*
- * A head being written: the pieces gather in a buffer on the stack and reach
- * the evbuffer at once, as one piece (an evbuffer_add per piece cost more
- * than all the copies).  A piece that does not fit flushes what is gathered;
- * one larger than the buffer goes straight through.  tap_hbuf_flush() ends.
+ * A head being written: the pieces gather in a buffer on the stack and go to
+ * the connection at once, as one piece (tap_rd_write(): one piece per part
+ * cost more than all the copies).  A piece that does not fit flushes what is
+ * gathered; one larger than the buffer goes straight through.
+ * tap_hbuf_flush() ends.
  */
 typedef struct {
-    struct evbuffer  *out;
+    struct tap_rd_s  *rd;
     size_t            len;
     char              buf[4096];
 } tap_hbuf_t;

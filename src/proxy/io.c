@@ -18,8 +18,12 @@
  *   have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
  *   read, not a timeout on the read event, which libevent would take out of
  *   its timer heap and put back in on every read.
- * - writing is done at once by tap_rd_send(); only what the socket does not
- *   take is left to the bufferevent's write event.
+ * - writing: what a callback has for a connection gathers in the worker's
+ *   write buffer (tap_rd_write(), tap_rd_space()) and tap_rd_send() hands
+ *   it to the socket at once, with one send(); only what the socket does
+ *   not take goes to the bufferevent's output and its write event.  The
+ *   output evbuffer is used only when it already holds bytes (a slow peer)
+ *   or by code that asks for it (tap_rd_output()).
  *
  * On TLS connections the same calls just drive the bufferevent.
  *
@@ -30,6 +34,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <event2/bufferevent_ssl.h>
@@ -38,14 +43,27 @@
 #include "proxy/proxy-int.h"
 
 #define TAP_RD_CHUNK  16384
+#define TAP_WR_CHUNK  32768            /* a full read and a head */
 
 /* The worker's read buffer, and the reader whose callback is running on it
  * (NULL once that reader stops: its connection was freed). */
 static __thread char       tap_rd_buf[TAP_RD_CHUNK];
 static __thread tap_rd_t  *tap_rd_live;
 
+/*
+ * The worker's write buffer and the connection whose bytes it holds (NULL:
+ * none).  Bytes wait here only while that connection's output evbuffer is
+ * empty, so whoever takes the evbuffer (tap_rd_output()) moves them there
+ * first and their order is kept.  Another connection that wants the buffer
+ * sends them first.
+ */
+static __thread char       tap_wr_buf[TAP_WR_CHUNK];
+static __thread size_t     tap_wr_len;
+static __thread tap_rd_t  *tap_wr_rd;
+
 
 static int tap_rd_keep(tap_rd_t *rd);
+static void tap_rd_flush(void);
 static void tap_rd_on_ready(evutil_socket_t fd, short what, void *arg);
 static void tap_rd_on_timeout(evutil_socket_t fd, short what, void *arg);
 
@@ -161,6 +179,10 @@ tap_rd_stop(tap_rd_t *rd)
     if (tap_rd_live == rd) {
         tap_rd_live = NULL;
     }
+    if (tap_wr_rd == rd) {
+        tap_wr_rd = NULL;              /* its unsent bytes go with it */
+        tap_wr_len = 0;
+    }
     rd->dlen = 0;
     if (rd->assigned) {
         event_del(&rd->ev);
@@ -250,6 +272,7 @@ tap_rd_on_ready(evutil_socket_t fd, short what, void *arg)
             if (readcb != NULL) {
                 readcb(bev, cbarg);    /* may free rd: tap_rd_stop() tells */
             }
+            tap_rd_flush();
             if (tap_rd_live != rd) {
                 return;
             }
@@ -280,6 +303,7 @@ tap_rd_on_ready(evutil_socket_t fd, short what, void *arg)
             if (readcb != NULL) {
                 readcb(bev, cbarg);    /* may free rd: do not touch it after */
             }
+            tap_rd_flush();
             return;
         }
     }
@@ -297,12 +321,75 @@ stop:
     if (eventcb != NULL) {
         eventcb(bev, flags, cbarg);
     }
+    tap_rd_flush();
 }
 
 
 /*
- * Sends what the output of rd's connection holds now instead of one loop
- * round later: plain sockets keep EV_WRITE disabled and are written here,
+ * Room for n more bytes to send on rd's connection, in the worker's write
+ * buffer: the caller writes them there and calls tap_rd_wrote(n).  NULL when
+ * they must go through the output evbuffer (tap_rd_output()) instead: a TLS
+ * connection, bytes already waiting there, or no room.
+ */
+char *
+tap_rd_space(tap_rd_t *rd, size_t n)
+{
+    if (tap_wr_rd == rd) {
+        return n <= TAP_WR_CHUNK - tap_wr_len ? tap_wr_buf + tap_wr_len : NULL;
+    }
+    if (!rd->plain || n > TAP_WR_CHUNK
+        || evbuffer_get_length(bufferevent_get_output(rd->bev)) > 0)
+    {
+        return NULL;
+    }
+    if (tap_wr_rd != NULL) {
+        tap_rd_send(tap_wr_rd);        /* another connection's bytes go first */
+    }
+    tap_wr_rd = rd;
+    return tap_wr_buf;
+}
+
+
+void
+tap_rd_wrote(size_t n)
+{
+    tap_wr_len += n;
+}
+
+
+void
+tap_rd_write(tap_rd_t *rd, const void *p, size_t n)
+{
+    char  *s = tap_rd_space(rd, n);
+
+    if (s == NULL) {
+        evbuffer_add(tap_rd_output(rd), p, n);
+        return;
+    }
+    memcpy(s, p, n);
+    tap_wr_len += n;
+}
+
+
+/* The output evbuffer of rd's connection, with the bytes it has waiting in
+ * the write buffer moved to it. */
+struct evbuffer *
+tap_rd_output(tap_rd_t *rd)
+{
+    struct evbuffer  *out = bufferevent_get_output(rd->bev);
+
+    if (tap_wr_rd == rd) {
+        evbuffer_add(out, tap_wr_buf, tap_wr_len);
+        tap_wr_rd = NULL;
+        tap_wr_len = 0;
+    }
+    return out;
+}
+
+
+/*
+ * Sends what rd's connection has waiting now instead of one loop round
+ * later: plain sockets keep EV_WRITE disabled and are written here,
  * directly; only what the socket does not take is left to the write event,
  * which then also runs the write callback (backpressure) and reports errors.
  * TLS bufferevents do their own writing.
@@ -313,13 +400,33 @@ tap_rd_send(tap_rd_t *rd)
     struct bufferevent  *bev = rd->bev;
     struct evbuffer     *out = bufferevent_get_output(bev);
     evutil_socket_t      fd;
+    size_t               len;
+    ssize_t              n;
 
     if (!rd->plain) {
         bufferevent_enable(bev, EV_WRITE);
         return;
     }
-    /* the front of the output is frozen likewise */
     fd = bufferevent_getfd(bev);
+
+    if (tap_wr_rd == rd) {
+        /* the output evbuffer is empty: send from the write buffer */
+        len = tap_wr_len;
+        tap_wr_rd = NULL;
+        tap_wr_len = 0;
+        n = len > 0 ? send(fd, tap_wr_buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+        if ((size_t) n == len) {
+            return;
+        }
+        /* the socket is full, or failed: the write event retries, and
+         * reports the error */
+        n = n > 0 ? n : 0;
+        evbuffer_add(out, tap_wr_buf + n, len - (size_t) n);
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+
+    /* the front of the output is frozen likewise */
     evbuffer_unfreeze(out, 1);
     while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0) {
         /* again, until the socket is full */
@@ -327,6 +434,17 @@ tap_rd_send(tap_rd_t *rd)
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) > 0) {
         bufferevent_enable(bev, EV_WRITE);
+    }
+}
+
+
+/* What a callback left in the write buffer is sent when it returns at the
+ * latest; the callbacks send it themselves, this only makes sure. */
+static void
+tap_rd_flush(void)
+{
+    if (tap_wr_rd != NULL) {
+        tap_rd_send(tap_wr_rd);
     }
 }
 

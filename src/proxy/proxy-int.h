@@ -361,11 +361,15 @@ void tap_rd_set_timeout(tap_rd_t *rd, int64_t ms);
 void tap_rd_stop(tap_rd_t *rd);
 void tap_lazy_set(tap_lazy_t *lz, int64_t ms);
 int tap_lazy_fired(tap_lazy_t *lz);
+char *tap_rd_space(tap_rd_t *rd, size_t n);
+void tap_rd_wrote(size_t n);
+void tap_rd_write(tap_rd_t *rd, const void *p, size_t n);
+struct evbuffer *tap_rd_output(tap_rd_t *rd);
 void tap_rd_send(tap_rd_t *rd);
 void tap_rd_sent(tap_rd_t *rd);
 
 /* client.c */
-void tap_txn_build_head(tap_txn_t *t, struct evbuffer *out);
+void tap_txn_build_head(tap_txn_t *t, tap_rd_t *rd);
 void tap_txn_upstream_start(tap_txn_t *t);
 void tap_txn_flush_body(tap_txn_t *t);
 void tap_txn_upstream_drop(tap_txn_t *t);

@@ -150,7 +150,7 @@ tap_dconn_accept(tap_worker_t *w, evutil_socket_t fd, const struct sockaddr *sa)
             "\"code\":\"too_many_connections\"}}\n";
 
         TAP_STAT_ADD(w->st.limits[TAP_LIMIT_MAX_CONNECTIONS], 1);
-        evbuffer_add(bufferevent_get_output(dc->bev), busy, sizeof(busy) - 1);
+        tap_rd_write(&dc->rd, busy, sizeof(busy) - 1);
         tap_dconn_close_graceful(dc);
         return;
     }
@@ -253,7 +253,7 @@ tap_dconn_close_graceful(tap_dconn_t *dc)
     tap_rd_set_high(&dc->rd, 0);
     tap_rd_enable(&dc->rd);
     bufferevent_enable(dc->bev, EV_WRITE);
-    if (evbuffer_get_length(bufferevent_get_output(dc->bev)) == 0) {
+    if (evbuffer_get_length(tap_rd_output(&dc->rd)) == 0) {
         shutdown(bufferevent_getfd(dc->bev), SHUT_WR);
         dc->shut = 1;
     }
@@ -482,7 +482,7 @@ void
 tap_txn_respond_error(tap_txn_t *t, int status, const char *code, const char *msg)
 {
     tap_dconn_t      *dc = t->dc;
-    struct evbuffer  *out = bufferevent_get_output(dc->bev);
+    struct evbuffer  *out = tap_rd_output(&dc->rd);
     char              body[512];
     int               blen;
     size_t            i, j;
@@ -636,8 +636,7 @@ tap_txn_on_head(tap_txn_t *t)
         t->held = 1;
         t->fx->can_rewrite = 1;
         if (t->expect_continue) {
-            evbuffer_add(bufferevent_get_output(t->dc->bev), "HTTP/1.1 100 Continue\r\n\r\n",
-                25);
+            tap_rd_write(&t->dc->rd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             tap_rd_send(&t->dc->rd);
             t->expect_continue = 0;
         }
@@ -922,7 +921,7 @@ tap_dconn_on_write(struct bufferevent *bev, void *arg)
 
     tap_dconn_enter(dc);
     if (dc->closing) {
-        if (!dc->shut && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (!dc->shut && evbuffer_get_length(tap_rd_output(&dc->rd)) == 0) {
             shutdown(bufferevent_getfd(bev), SHUT_WR);
             dc->shut = 1;
         }

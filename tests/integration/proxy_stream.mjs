@@ -263,6 +263,77 @@ test('a client that never reads does not make infertap buffer the response', asy
     await up.close();
 });
 
+/* n bytes in which every 4-byte word holds its own offset: a byte out of place shows */
+function patterned(n) {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i + 4 <= n; i += 4) {
+        b.writeUInt32LE(i, i);
+    }
+    return b;
+}
+
+for (const framing of ['content-length', 'chunked']) {
+    test(`a client that reads late and slowly gets every byte in order (${framing})`, async (t) => {
+        /* the socket to the client fills, so sends are cut short and the rest waits in
+         * infertap's output; the body tells where each byte came from */
+        const body = patterned(24 * 1024 * 1024);
+        const up = await startUpstream((req, res) => {
+            res.writeHead(200, framing === 'chunked'
+                ? { 'content-type': 'application/octet-stream' }
+                : { 'content-type': 'application/octet-stream', 'content-length': body.length });
+            let off = 0;
+            const pump = () => {
+                while (off < body.length) {
+                    /* uneven pieces, so that reads and chunks do not line up */
+                    const n = Math.min(body.length - off, 1000 + (off % 70000));
+                    const more = res.write(body.subarray(off, off + n));
+                    off += n;
+                    if (!more) {
+                        res.once('drain', pump);
+                        return;
+                    }
+                }
+                res.end();
+            };
+            pump();
+        });
+        const px = await startProxy({ upstreams: [up] });
+        t.after(() => Promise.all([px.kill(), up.close()]));
+
+        const sock = net.connect(px.port, '127.0.0.1');
+        await new Promise((resolve) => sock.once('connect', resolve));
+        sock.pause();
+        sock.write(buildRequest('GET', '/pattern'));
+        await sleep(300);
+
+        const parts = [];
+        let got = 0;
+        const done = new Promise((resolve) => {
+            sock.on('data', (d) => {
+                parts.push(d);
+                got += d.length;
+                /* a slow reader: take a piece, then stop for a moment */
+                sock.pause();
+                setTimeout(() => sock.resume(), parts.length % 50 === 0 ? 5 : 0);
+                const r = got >= body.length ? parseResponse(Buffer.concat(parts)) : null;
+                if (r && r.complete) {
+                    resolve(r);
+                }
+            });
+        });
+        sock.resume();
+        const r = await deadline(done, 30000, 'reading the whole response');
+        sock.destroy();
+        assert.equal(r.status, 200);
+        assert.equal(r.chunked, framing === 'chunked');
+        assert.equal(r.body.length, body.length);
+        if (!r.body.equals(body)) {
+            const bad = r.body.findIndex((v, i) => v !== body[i]);
+            assert.fail(`the first byte out of place is at ${bad}`);
+        }
+    });
+}
+
 test('an upstream dying mid-stream: truncated chunked response, error logged', async (t) => {
     const sim = await startSim(['--error-rate', '1', '--error-kind', 'cut', '--tokens', '20']);
     const px = await startProxy({ upstreams: [sim] });
