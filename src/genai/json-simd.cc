@@ -68,7 +68,7 @@ struct tap_build_s {
 };
 
 
-cJSON *
+inline cJSON *
 tap_simd_node(tap_build_s &b)
 {
     cJSON  *v = static_cast<cJSON *>(b.mem(sizeof(cJSON)));
@@ -85,7 +85,7 @@ tap_simd_node(tap_build_s &b)
  * copy from mem().  A borrowed string is flagged by the caller, so that
  * cJSON_Delete() leaves it alone.
  */
-char *
+inline char *
 tap_simd_string(const tap_build_s &b, uint64_t word)
 {
     const char  *s = b.strings + (word & JSON_VALUE_MASK);
@@ -104,7 +104,7 @@ tap_simd_string(const tap_build_s &b, uint64_t word)
 }
 
 
-void
+inline void
 tap_simd_number(cJSON *v, double d)
 {
     v->type = cJSON_Number;
@@ -119,61 +119,23 @@ tap_simd_number(cJSON *v, double d)
 }
 
 
-/* Builds the value at tape[i] into v; returns the index past it, or 0. */
-size_t
+__attribute__((noinline)) size_t tap_simd_container(tap_build_s &b, size_t i, cJSON *v);
+
+
+/* Builds the value at tape[i] into v; returns the index past it, or 0.
+ * Scalars are built here, in the loop that reads them, and containers by
+ * a call of tap_simd_container(). */
+__attribute__((always_inline)) inline size_t
 tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
 {
-    uint64_t   w = b.tape[i];
-    size_t     end;
-    cJSON     *e, *last = nullptr;
-    char      *key;
-    int64_t    n;
-    uint64_t   u;
-    double     d;
-    bool       obj;
+    uint64_t  w = b.tape[i];
+    int64_t   n;
+    double    d;
 
     switch (static_cast<tape_type>(w >> 56)) {
     case tape_type::START_ARRAY:
     case tape_type::START_OBJECT:
-        if (++b.depth > TAP_JSON_DEPTH) {
-            return 0;
-        }
-        obj = static_cast<tape_type>(w >> 56) == tape_type::START_OBJECT;
-        v->type = obj ? cJSON_Object : cJSON_Array;
-        end = (uint32_t) w;
-        for (i++; i + 1 < end; /* void */) {
-            key = nullptr;
-            if (obj) {
-                key = tap_simd_string(b, b.tape[i++]);
-                if (key == nullptr) {
-                    return 0;
-                }
-            }
-            e = tap_simd_node(b);
-            if (e == nullptr) {
-                return 0;
-            }
-            if (last == nullptr) {
-                v->child = e;
-            } else {
-                last->next = e;
-                e->prev = last;
-            }
-            last = e;
-            i = tap_simd_build(b, i, e);
-            if (i == 0) {
-                return 0;
-            }
-            if (key != nullptr) {
-                e->string = key;
-                e->type |= b.borrow ? cJSON_StringIsConst : 0;
-            }
-        }
-        if (last != nullptr) {
-            v->child->prev = last;       /* cJSON keeps the last one there */
-        }
-        b.depth--;
-        return end;
+        return tap_simd_container(b, i, v);
 
     case tape_type::STRING:
         v->type = cJSON_String | (b.borrow ? cJSON_IsReference : 0);
@@ -186,8 +148,7 @@ tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
         return i + 2;
 
     case tape_type::UINT64:
-        u = b.tape[i + 1];
-        tap_simd_number(v, (double) u);
+        tap_simd_number(v, (double) b.tape[i + 1]);
         return i + 2;
 
     case tape_type::DOUBLE:
@@ -214,6 +175,55 @@ tap_simd_build(tap_build_s &b, size_t i, cJSON *v)
         break;
     }
     return 0;
+}
+
+
+/* The array or object at tape[i] into v, its members in order. */
+size_t
+tap_simd_container(tap_build_s &b, size_t i, cJSON *v)
+{
+    uint64_t   w = b.tape[i];
+    size_t     end = (uint32_t) w;
+    cJSON     *e, *last = nullptr;
+    char      *key = nullptr;
+    bool       obj = static_cast<tape_type>(w >> 56) == tape_type::START_OBJECT;
+
+    if (++b.depth > TAP_JSON_DEPTH) {
+        return 0;
+    }
+    v->type = obj ? cJSON_Object : cJSON_Array;
+    for (i++; i + 1 < end; /* void */) {
+        if (obj) {
+            key = tap_simd_string(b, b.tape[i++]);
+            if (key == nullptr) {
+                return 0;
+            }
+        }
+        e = tap_simd_node(b);
+        if (e == nullptr) {
+            return 0;
+        }
+        if (last == nullptr) {
+            v->child = e;
+        } else {
+            last->next = e;
+            e->prev = last;
+        }
+        last = e;
+        i = tap_simd_build(b, i, e);
+        if (i == 0) {
+            return 0;
+        }
+        if (obj) {
+            e->string = key;
+            e->type |= b.borrow ? cJSON_StringIsConst : 0;
+        }
+    }
+    if (last != nullptr) {
+        v->child->prev = last;       /* cJSON keeps the last one there */
+    }
+    b.depth--;
+    return end;
 }
 
 } /* namespace */
