@@ -84,19 +84,22 @@ tap_rng_next(tap_rng_t *r)
 void
 tap_rng_bytes(tap_rng_t *r, uint8_t *buf, size_t n)
 {
-    uint64_t  v;
-    size_t    i, k;
-    int       nonzero;
+    uint64_t  v, any;
+    size_t    i;
 
     do {
-        nonzero = 0;
-        for (i = 0; i < n; i += 8) {
+        any = 0;
+        for (i = 0; i + 8 <= n; i += 8) {
             v = tap_rng_next(r);
-            k = TAP_MIN(8, n - i);
-            memcpy(buf + i, &v, k);
-            nonzero |= (v & (k == 8 ? ~0ULL : ((1ULL << (8 * k)) - 1))) != 0;
+            memcpy(buf + i, &v, 8);
+            any |= v;
         }
-    } while (n > 0 && !nonzero);
+        if (i < n) {
+            v = tap_rng_next(r);
+            memcpy(buf + i, &v, n - i);
+            any |= v & ((1ULL << (8 * (n - i))) - 1);
+        }
+    } while (n > 0 && any == 0);
 }
 
 
