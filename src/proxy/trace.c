@@ -103,15 +103,24 @@ tap_rng_bytes(tap_rng_t *r, uint8_t *buf, size_t n)
 }
 
 
+/* The two hex digits of every byte value, "00" to "ff", in order. */
+#define TAP_HEX16(h)                                                                        \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d"     \
+    h "e" h "f"
+
+static const char  tap_hex_pairs[] =
+    TAP_HEX16("0") TAP_HEX16("1") TAP_HEX16("2") TAP_HEX16("3") TAP_HEX16("4") TAP_HEX16("5")
+    TAP_HEX16("6") TAP_HEX16("7") TAP_HEX16("8") TAP_HEX16("9") TAP_HEX16("a") TAP_HEX16("b")
+    TAP_HEX16("c") TAP_HEX16("d") TAP_HEX16("e") TAP_HEX16("f");
+
+
 void
 tap_hex_encode(char *out, const uint8_t *bin, size_t n)
 {
-    static const char  digits[] = "0123456789abcdef";
-    size_t             i;
+    size_t  i;
 
     for (i = 0; i < n; i++) {
-        out[2 * i] = digits[bin[i] >> 4];
-        out[2 * i + 1] = digits[bin[i] & 0xf];
+        memcpy(out + 2 * i, tap_hex_pairs + 2 * bin[i], 2);
     }
     out[2 * n] = '\0';
 }
