@@ -11,9 +11,11 @@
  *
  * - reading is done by a reader of ours (tap_rd_t): one EV_READ|EV_PERSIST
  *   event on the socket, registered once, that receives up to
- *   TAP_RD_CHUNK bytes straight into the bufferevent's input buffer and
- *   then runs the bufferevent's read callback, as the bufferevent would.
- *   The bufferevent's own read event stays disabled.  EOF, errors and read
+ *   TAP_RD_CHUNK bytes and then runs the bufferevent's read callback, as
+ *   the bufferevent would.  Into an empty input, the usual case, the bytes
+ *   land in the worker's read buffer and the callback consumes them there
+ *   (what it leaves moves to the input); else they are appended to the
+ *   input.  The bufferevent's own read event stays disabled.  EOF, errors and read
  *   timeouts reach the bufferevent's event callback with the flags it would
  *   have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
  *   read, not a timeout on the read event, which libevent would take out of
