@@ -2,12 +2,13 @@
  * client.c: the upstream half of a transaction: the request head sent
  * upstream, streaming the body, reading and relaying the response.
  *
- * The upstream head is written straight into the connection's output when
- * the connection can take it, once per attempt (a retry builds it again, from
- * the parsed request, which stays until the response ends; its default Host
- * is then the server actually used).  Hop-by-hop headers and those named in
- * Connection are dropped; framing is regenerated from what was parsed (Content-Length: N, or
- * Transfer-Encoding: chunked with infertap's own chunking); Expect is
+ * The upstream head is written for the connection (tap_rd_write(), io.c)
+ * when the connection can take it, once per attempt (a retry builds it
+ * again, from the parsed request, which stays until the response ends; its
+ * default Host is then the server actually used).  Hop-by-hop headers and
+ * those named in Connection are dropped; framing is regenerated from what was
+ * parsed (Content-Length: N, or Transfer-Encoding: chunked with infertap's
+ * own chunking); Expect is
  * answered by infertap (it sends 100 Continue when the head goes upstream),
  * so it is not forwarded.  X-Forwarded-For is appended to, X-Forwarded-Proto
  * and X-Forwarded-Host are added when absent (a proxy in front of infertap
@@ -17,8 +18,8 @@
  * framing regenerated: Content-Length when the upstream gave one, otherwise
  * chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.  Body
  * bytes are copied once, from the parser's view of the read buffer into the
- * client's output, which is sent at the end of each read, so an SSE event
- * reaches the client in the read that brought it.  Each direction
+ * worker's write buffer, which is sent at the end of each read, so an SSE
+ * event reaches the client in the read that brought it.  Each direction
  * has backpressure in the style of libevent's le-proxy sample: when the
  * output toward one side holds more than TAP_PROXY_HIGH_WATER bytes the
  * other side stops being read, and its write callback (low water mark)
@@ -348,8 +349,8 @@ tap_txn_flush_body(tap_txn_t *t)
     tap_rd_t         *rd;
     struct evbuffer  *out;
     char              line[TAP_CHUNK_LINE], *l, *s;
-    size_t            n, ll = 0;
     int               chunked = dc->rp.chunked;
+    size_t            n, ll = 0, crlf = chunked ? 2 : 0;
 
     if (t->uc == NULL || !t->uc->connected) {
         /* a held body is bounded by the capture limit */
@@ -372,22 +373,17 @@ tap_txn_flush_body(tap_txn_t *t)
             ll = (size_t) (line + sizeof(line) - l);
         }
         /* a body that fits is copied once, next to the head */
-        s = tap_rd_space(rd, ll + n + (chunked ? 2 : 0));
+        s = tap_rd_space(rd, ll + n + crlf);
         if (s != NULL) {
             memcpy(s, l, ll);
             evbuffer_remove(t->ubody, s + ll, n);
-            if (chunked) {
-                s[ll + n] = '\r';
-                s[ll + n + 1] = '\n';
-            }
-            tap_rd_wrote(ll + n + (chunked ? 2 : 0));
+            memcpy(s + ll + n, "\r\n", crlf);
+            tap_rd_wrote(ll + n + crlf);
         } else {
             out = tap_rd_output(rd);
             evbuffer_add(out, l, ll);
             evbuffer_add_buffer(out, t->ubody);
-            if (chunked) {
-                evbuffer_add(out, "\r\n", 2);
-            }
+            evbuffer_add(out, "\r\n", crlf);
         }
     }
     if (t->req_done && !t->end_sent) {

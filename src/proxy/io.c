@@ -15,9 +15,9 @@
  *   the bufferevent would.  Into an empty input, the usual case, the bytes
  *   land in the worker's read buffer and the callback consumes them there
  *   (what it leaves moves to the input); else they are appended to the
- *   input.  The bufferevent's own read event stays disabled.  EOF, errors and read
- *   timeouts reach the bufferevent's event callback with the flags it would
- *   have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
+ *   input.  The bufferevent's own read event stays disabled.  EOF, errors
+ *   and read timeouts reach the bufferevent's event callback with the flags
+ *   it would have used.  The read timeout is a lazy timer (tap_lazy_t) moved on each
  *   read, not a timeout on the read event, which libevent would take out of
  *   its timer heap and put back in on every read.
  * - writing: what a callback has for a connection gathers in the worker's
