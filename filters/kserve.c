@@ -216,7 +216,7 @@ static int
 tap_kserve_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_gen_t  *g = fx->gen;
-    cJSON      *j = ev->json, *v, *out, *data;
+    cJSON      *j = tap_fev_json(ev), *v, *out, *data;
     double      max = 0.0;
 
     (void) st;

@@ -340,17 +340,17 @@ tap_llamacpp_answer(tap_fx_t *fx, const tap_fevent_t *ev, cJSON *j, tap_llamacpp
 static int
 tap_llamacpp_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
-    cJSON   *e;
+    cJSON   *j = tap_fev_json(ev), *e;
     size_t   i;
 
-    if (ev->whole && tap_json_is_array(ev->json)) {
-        tap_json_foreach(ev->json, i, e) {
+    if (ev->whole && tap_json_is_array(j)) {
+        tap_json_foreach(j, i, e) {
             if (tap_json_is_object(e) && tap_llamacpp_answer(fx, ev, e, st)) {
                 break;
             }
         }
-    } else if (tap_json_is_object(ev->json)) {
-        tap_llamacpp_answer(fx, ev, ev->json, st);
+    } else if (tap_json_is_object(j)) {
+        tap_llamacpp_answer(fx, ev, j, st);
     }
     return TAP_FEV_PASS;
 }

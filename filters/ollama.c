@@ -305,7 +305,7 @@ tap_ollama_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_ollama_kind_e   kind = tap_ollama_kind(fx);
     tap_gen_t          *g = fx->gen;
-    cJSON              *j = ev->json, *v, *msg, *other;
+    cJSON              *j = tap_fev_json(ev), *v, *msg, *other;
     const char         *text = NULL;
     size_t              len = 0;
     uint64_t            n;

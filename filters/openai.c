@@ -20,6 +20,7 @@
 
 #include "filter.h"
 #include "filters/filters.h"
+#include "genai/json-simd.h"
 
 typedef enum {
     TAP_OAI_CHAT = 0,
@@ -432,51 +433,146 @@ tap_oai_tool_text(cJSON *calls)
 }
 
 
+/* A string member of a tree into *s, as the chunk reader gives it. */
+static void
+tap_oai_str(cJSON *obj, const char *name, tap_jstr_t *s)
+{
+    cJSON  *v = tap_json_get(obj, name);
+
+    if (tap_json_is_string(v)) {
+        s->s = tap_json_string(v);
+        s->len = tap_json_strlen(v);
+    }
+}
+
+
+/* A choice of a tree read as the chunk reader reads one; m is its delta (or message). */
+static void
+tap_oai_choice_read(cJSON *c, cJSON *m, tap_json_choice_t *ch)
+{
+    cJSON  *v;
+
+    memset(ch, 0, sizeof(*ch));
+    if (!tap_json_is_object(c)) {
+        return;
+    }
+    ch->is_object = 1;
+    v = tap_json_get(c, "index");
+    if (tap_json_is_number(v)) {
+        ch->has_index = 1;
+        ch->index = v->valuedouble;
+    }
+    if (tap_json_is_object(m)) {
+        ch->has_message = 1;
+        tap_oai_str(m, "content", &ch->content);
+        tap_oai_str(m, "reasoning_content", &ch->reasoning_content);
+        tap_oai_str(m, "reasoning", &ch->reasoning);
+    }
+    tap_oai_str(c, "text", &ch->text);
+    tap_oai_str(c, "finish_reason", &ch->finish_reason);
+}
+
+
+/* The choice's number: its index when that is a sane integer, else its place pos. */
+static unsigned
+tap_oai_choice_index(const tap_json_choice_t *ch, size_t pos)
+{
+    double  d = ch->index;
+
+    if (ch->has_index && d >= 0 && d < 1 << 20 && d == (double) (int64_t) d) {
+        return (unsigned) d;
+    }
+    return (unsigned) pos;
+}
+
+
+/* The generated text and reasoning of a choice; *tokens set when it carries any. */
+static void
+tap_oai_choice_text(tap_gen_t *g, unsigned ci, const tap_json_choice_t *ch, int *tokens)
+{
+    const tap_jstr_t  *r;
+
+    if (ch->has_message) {
+        if (ch->content.s != NULL) {
+            tap_gen_text(g, ci, ch->content.s, ch->content.len);
+            *tokens |= ch->content.len > 0;
+        }
+        r = ch->reasoning_content.s != NULL ? &ch->reasoning_content : &ch->reasoning;
+        if (r->s != NULL && r->len > 0) {
+            g->completion_chars += r->len;
+            *tokens = 1;
+        }
+    } else if (ch->text.s != NULL) {                  /* completions */
+        tap_gen_text(g, ci, ch->text.s, ch->text.len);
+        *tokens |= ch->text.len > 0;
+    }
+}
+
+
 static void
 tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint64_t *counted)
 {
-    tap_gen_t  *g = fx->gen;
-    cJSON      *m, *t, *fr;
-    int64_t     idx;
-    unsigned    ci;
-
-    ci = (unsigned) pos;
-    if (tap_gen_integer(tap_json_get(c, "index"), &idx) == 0 && idx >= 0 && idx < 1 << 20) {
-        ci = (unsigned) idx;
-    }
+    tap_gen_t          *g = fx->gen;
+    tap_json_choice_t   ch;
+    cJSON              *m;
+    unsigned            ci;
 
     m = tap_json_get(c, whole ? "message" : "delta");
-    if (tap_json_is_object(m)) {
-        t = tap_json_get(m, "content");
-        if (tap_json_is_string(t)) {
-            tap_gen_text(g, ci, tap_json_string(t), tap_json_strlen(t));
-            *tokens |= tap_json_strlen(t) > 0;
-        }
-        t = tap_json_get(m, "reasoning_content");
-        if (!tap_json_is_string(t)) {
-            t = tap_json_get(m, "reasoning");
-        }
-        if (tap_json_is_string(t) && tap_json_strlen(t) > 0) {
-            g->completion_chars += tap_json_strlen(t);
-            *tokens = 1;
-        }
-        if (tap_oai_tool_text(tap_json_get(m, "tool_calls"))) {
-            *tokens = 1;
-        }
-    } else {
-        t = tap_json_get(c, "text");                 /* completions */
-        if (tap_json_is_string(t)) {
-            tap_gen_text(g, ci, tap_json_string(t), tap_json_strlen(t));
-            *tokens |= tap_json_strlen(t) > 0;
-        }
+    tap_oai_choice_read(c, m, &ch);
+    ci = tap_oai_choice_index(&ch, pos);
+    tap_oai_choice_text(g, ci, &ch, tokens);
+    if (ch.has_message && tap_oai_tool_text(tap_json_get(m, "tool_calls"))) {
+        *tokens = 1;
     }
 
     *counted += tap_oai_logprobs(g, tap_json_get(c, "logprobs"));
 
-    fr = tap_json_get(c, "finish_reason");
-    if (tap_json_is_string(fr)) {
-        tap_gen_finish_reason(g, ci, tap_json_string(fr), tap_json_strlen(fr));
+    if (ch.finish_reason.s != NULL) {
+        tap_gen_finish_reason(g, ci, ch.finish_reason.s, ch.finish_reason.len);
     }
+}
+
+
+/*
+ * A stream chunk read without a tree (tap_json_chunk()): the usual chunk,
+ * content and a finish reason, takes a third of the time of a tree.  The
+ * reader leaves to the tree what it does not read (errors, usage, logprobs,
+ * tool calls); what it does read goes through the same steps as above.
+ * Tests and the fuzz target turn it off to hold it to the tree.
+ */
+int  tap_openai_reader = 1;
+
+static int
+tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev)
+{
+    tap_gen_t                *g = fx->gen;
+    tap_json_chunk_t          k;
+    const tap_json_choice_t  *ch;
+    size_t                    i;
+    unsigned                  ci;
+    int                       tokens = 0;
+
+    if (tap_json_chunk(ev->data, ev->len, "delta", &k) != 0) {
+        return -1;
+    }
+    if (g->response_id[0] == '\0') {
+        tap_gen_copy_str(g->response_id, k.id.s, k.id.len);
+    }
+    if (g->response_model[0] == '\0') {
+        tap_gen_copy_str(g->response_model, k.model.s, k.model.len);
+    }
+    for (i = 0; i < k.nchoices; i++) {
+        ch = &k.choice[i];
+        ci = tap_oai_choice_index(ch, i);
+        tap_oai_choice_text(g, ci, ch, &tokens);
+        if (ch->finish_reason.s != NULL) {
+            tap_gen_finish_reason(g, ci, ch->finish_reason.s, ch->finish_reason.len);
+        }
+    }
+    if (tokens) {
+        tap_gen_tokens(g, ev->now, 1);
+    }
+    return 0;
 }
 
 
@@ -485,15 +581,19 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_oai_t  *o = st;
     tap_gen_t  *g = fx->gen;
-    cJSON      *j = ev->json, *v, *u, *c;
+    cJSON      *j, *v, *u, *c;
     size_t      i;
     int64_t     pt, ct, cached;
     uint64_t    counted = 0;
     int         tokens = 0, usage_only;
 
     TAP_UNUSED(o);
+    if (!ev->whole && tap_openai_reader && tap_oai_chunk(fx, ev) == 0) {
+        return TAP_FEV_PASS;
+    }
+    j = tap_fev_json(ev);
     if (!tap_json_is_object(j)) {
-        if (ev->json != NULL) {
+        if (j != NULL) {
             g->resp_parse = TAP_GEN_PARSE_UNEXPECTED;
         }
         return TAP_FEV_PASS;

@@ -248,7 +248,7 @@ static int
 tap_tgi_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 {
     tap_gen_t  *g = fx->gen;
-    cJSON      *j = ev->json, *v, *tok, *details;
+    cJSON      *j = tap_fev_json(ev), *v, *tok, *details;
     size_t      i;
 
     (void) st;

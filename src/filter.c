@@ -580,6 +580,19 @@ tap_fx_response_head(tap_fx_t *fx, int status, const char *ctype, size_t ctype_l
 }
 
 
+cJSON *
+tap_fev_json(const tap_fevent_t *ev)
+{
+    tap_fevent_t  *e = (tap_fevent_t *) ev;     /* the event's own cache, filled once */
+
+    if (!e->parsed) {
+        e->parsed = 1;
+        e->json = tap_json_parse(e->data, e->len);
+    }
+    return e->json;
+}
+
+
 /* Runs the response_event hooks over one event. */
 static void
 tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int whole, int *drop)
@@ -596,15 +609,16 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
     ev.whole = whole ? 1 : 0;
     ev.now = fx->now != 0 ? fx->now : tap_fx_now();
     ev.json = NULL;
+    ev.parsed = 0;
     for (k = 0; k < len && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r'
                             || data[k] == '\n'); k++)
     {
         /* leading blanks */
     }
-    if (k < len && (data[k] == '{' || data[k] == '[')) {
-        ev.json = tap_json_parse(data, len);
+    if (k == len || (data[k] != '{' && data[k] != '[')) {
+        ev.parsed = 1;                 /* not JSON, without asking the parser */
     }
-    if (ev.json == NULL && (whole || fx->frame == TAP_FRAME_NDJSON)) {
+    if ((whole || fx->frame == TAP_FRAME_NDJSON) && tap_fev_json(&ev) == NULL) {
         fx->gen->resp_parse = TAP_GEN_PARSE_NOT_JSON;
     }
 
@@ -617,7 +631,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
         }
     }
 
-    /* a configured classifier score, for plain JSON answers */
+    /* a configured classifier score, for plain JSON answers (whole ones are parsed above) */
     if (whole && ev.json != NULL) {
         for (i = 0; i < fx->fc->nscores; i++) {
             m = fx->fc->scores[i].match;

@@ -43,15 +43,23 @@ typedef enum {
     TAP_FRAME_NDJSON,                  /* one JSON document per line */
 } tap_frame_e;
 
-/* One response event: an SSE event's data, an NDJSON line or a whole body. */
+/*
+ * One response event: an SSE event's data, an NDJSON line or a whole body.
+ * Its tree is parsed when a hook first asks for it (tap_fev_json()), so
+ * that a filter that reads the data another way saves the tree.
+ */
 typedef struct tap_fevent_s {
     const char  *data;
     size_t       len;
     const char  *name;                 /* SSE "event" field; "" */
-    cJSON       *json;                 /* data parsed, NULL when it is not JSON */
     int64_t      now;                  /* monotonic ns when it was seen */
     unsigned     whole:1;              /* the complete body of a plain response */
+    unsigned     parsed:1;             /* json is known (filter.c's) */
+    cJSON       *json;                 /* filter.c's: read it with tap_fev_json() */
 } tap_fevent_t;
+
+/* The event's data parsed, NULL when it is not JSON. */
+cJSON *tap_fev_json(const tap_fevent_t *ev);
 
 #define TAP_FEV_PASS   0
 #define TAP_FEV_DROP   1               /* remove from the client's stream (usage injection) */

@@ -185,8 +185,15 @@ tap_gen_strlcpy(char *dst, size_t size, const char *s, size_t len)
 void
 tap_gen_copy(char *dst, cJSON *v)
 {
-    if (tap_json_is_string(v)) {
-        tap_gen_strlcpy(dst, TAP_GEN_STR, tap_json_string(v), tap_json_strlen(v));
+    tap_gen_copy_str(dst, tap_json_string(v), tap_json_strlen(v));
+}
+
+
+void
+tap_gen_copy_str(char *dst, const char *s, size_t len)
+{
+    if (s != NULL) {
+        tap_gen_strlcpy(dst, TAP_GEN_STR, s, len);
     }
 }
 

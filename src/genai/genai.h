@@ -122,6 +122,9 @@ void tap_gen_thread_done(void);
 /* Copies a JSON string (or nothing when v is not a string) into dst[TAP_GEN_STR]. */
 void tap_gen_copy(char *dst, cJSON *v);
 
+/* The same with the string s[0, len), nothing when s is NULL. */
+void tap_gen_copy_str(char *dst, const char *s, size_t len);
+
 /*
  * Request side: called by filters with the parsed request body.
  * tap_gen_hash_chat: messages array (OpenAI/Ollama chat shape); sets prompt,

@@ -21,10 +21,15 @@
  * borrow their strings come from that parser; those that copy them, from a
  * second one made when first needed, so that they leave the borrowed
  * strings alone.
+ *
+ * tap_json_simd_chunk() reads an OpenAI stream chunk from the tape without
+ * a tree, as the tree would read it (json-simd.h): streams send one chunk
+ * per token, and the tree was most of the filter's cost per event.
  */
 
 #include "config.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <climits>
@@ -226,6 +231,224 @@ tap_simd_container(tap_build_s &b, size_t i, cJSON *v)
     return end;
 }
 
+/* Copies buf into the padded buffer and parses it with p: false when simdjson refuses it. */
+bool
+tap_simd_parse(tap_simd_s &s, simdjson::dom::parser &p, const char *buf, size_t len)
+{
+    simdjson::dom::element  root;
+
+    if (len > TAP_JSON_SIMD_MAX) {
+        return false;
+    }
+    if (s.pad == nullptr) {
+        s.pad = static_cast<char *>(std::calloc(1, TAP_JSON_SIMD_MAX + simdjson::SIMDJSON_PADDING));
+        if (s.pad == nullptr) {
+            return false;
+        }
+    }
+    std::memcpy(s.pad, buf, len);
+    return p.parse(s.pad, len, false).get(root) == simdjson::SUCCESS;
+}
+
+
+/* --- the stream chunk reader -------------------------------------------------------------- */
+
+inline tape_type
+tap_simd_type(uint64_t w)
+{
+    return static_cast<tape_type>(w >> 56);
+}
+
+
+/* The index just past the value at tape[i]. */
+inline size_t
+tap_simd_skip(const uint64_t *tape, size_t i)
+{
+    switch (tap_simd_type(tape[i])) {
+    case tape_type::START_ARRAY:
+    case tape_type::START_OBJECT:
+        return (uint32_t) tape[i];
+    case tape_type::INT64:
+    case tape_type::UINT64:
+    case tape_type::DOUBLE:
+        return i + 2;
+    default:
+        return i + 1;
+    }
+}
+
+
+struct tap_chunk_s {
+    const uint64_t  *tape;
+    const char      *strings;
+    const char      *message;
+    size_t           message_len;
+};
+
+
+/* The decoded string of a string word, NUL-terminated as the tree keeps it. */
+inline const char *
+tap_chunk_cstr(const tap_chunk_s &c, uint64_t w)
+{
+    return c.strings + (w & JSON_VALUE_MASK) + sizeof(uint32_t);
+}
+
+
+struct tap_name_s {
+    const char  *s;
+    size_t       len;
+};
+
+#define TAP_NAME(s)  { s, sizeof(s) - 1 }
+
+
+/*
+ * Which of names[0, n) the member name w is, the first time that name
+ * comes; else -1.  Names compare as the tree's do, as C strings: a name
+ * with a U+0000 matches what comes before it.
+ */
+int
+tap_chunk_name(const tap_chunk_s &c, uint64_t w, const tap_name_s *names, int n, unsigned *seen)
+{
+    const char  *k = tap_chunk_cstr(c, w);
+    uint32_t     len;
+
+    std::memcpy(&len, k - sizeof(len), sizeof(len));
+    for (int j = 0; j < n; j++) {
+        if ((len == names[j].len || (len > names[j].len && k[names[j].len] == '\0'))
+            && std::memcmp(k, names[j].s, names[j].len) == 0)
+        {
+            if (*seen & (1u << j)) {
+                return -1;
+            }
+            *seen |= 1u << j;
+            return j;
+        }
+    }
+    return -1;
+}
+
+
+/* The value at tape[i] into *s when it is a string, up to its first NUL. */
+inline void
+tap_chunk_str(const tap_chunk_s &c, size_t i, tap_jstr_t *s)
+{
+    if (tap_simd_type(c.tape[i]) == tape_type::STRING) {
+        s->s = tap_chunk_cstr(c, c.tape[i]);
+        s->len = std::strlen(s->s);
+    }
+}
+
+
+/* The number at tape[i] into *d, as the tree's double. */
+inline bool
+tap_chunk_number(const tap_chunk_s &c, size_t i, double *d)
+{
+    int64_t  n;
+
+    switch (tap_simd_type(c.tape[i])) {
+    case tape_type::INT64:
+        std::memcpy(&n, &c.tape[i + 1], sizeof(n));
+        *d = (double) n;
+        return true;
+    case tape_type::UINT64:
+        *d = (double) c.tape[i + 1];
+        return true;
+    case tape_type::DOUBLE:
+        std::memcpy(d, &c.tape[i + 1], sizeof(*d));
+        return true;
+    default:
+        return false;
+    }
+}
+
+
+/* The delta (or message) object at tape[i]. */
+bool
+tap_chunk_message(const tap_chunk_s &c, size_t i, tap_json_choice_t *ch)
+{
+    static const tap_name_s  names[] = {
+        TAP_NAME("content"), TAP_NAME("reasoning_content"), TAP_NAME("reasoning"),
+        TAP_NAME("tool_calls"),
+    };
+    size_t     end = (uint32_t) c.tape[i];
+    unsigned   seen = 0;
+
+    ch->has_message = 1;
+    for (i++; i + 1 < end; i = tap_simd_skip(c.tape, i + 1)) {
+        switch (tap_chunk_name(c, c.tape[i], names, 4, &seen)) {
+        case 0: tap_chunk_str(c, i + 1, &ch->content); break;
+        case 1: tap_chunk_str(c, i + 1, &ch->reasoning_content); break;
+        case 2: tap_chunk_str(c, i + 1, &ch->reasoning); break;
+        case 3:
+            if (tap_simd_type(c.tape[i + 1]) == tape_type::START_ARRAY) {
+                return false;
+            }
+            break;
+        }
+    }
+    return true;
+}
+
+
+/* The choice object at tape[i]. */
+bool
+tap_chunk_choice(const tap_chunk_s &c, size_t i, tap_json_choice_t *ch)
+{
+    const tap_name_s  names[] = {
+        TAP_NAME("index"), { c.message, c.message_len }, TAP_NAME("text"), TAP_NAME("logprobs"),
+        TAP_NAME("finish_reason"),
+    };
+    size_t       end = (uint32_t) c.tape[i];
+    unsigned     seen = 0;
+    tape_type    t;
+
+    ch->is_object = 1;
+    for (i++; i + 1 < end; i = tap_simd_skip(c.tape, i + 1)) {
+        t = tap_simd_type(c.tape[i + 1]);
+        switch (tap_chunk_name(c, c.tape[i], names, 5, &seen)) {
+        case 0:
+            ch->has_index = tap_chunk_number(c, i + 1, &ch->index);
+            break;
+        case 1:
+            if (t == tape_type::START_OBJECT && !tap_chunk_message(c, i + 1, ch)) {
+                return false;
+            }
+            break;
+        case 2: tap_chunk_str(c, i + 1, &ch->text); break;
+        case 3:
+            if (t == tape_type::START_OBJECT) {
+                return false;
+            }
+            break;
+        case 4: tap_chunk_str(c, i + 1, &ch->finish_reason); break;
+        }
+    }
+    return true;
+}
+
+
+/* The choices array at tape[i]. */
+bool
+tap_chunk_choices(const tap_chunk_s &c, size_t i, tap_json_chunk_t *out)
+{
+    size_t  end = (uint32_t) c.tape[i];
+
+    for (i++; i + 1 < end; i = tap_simd_skip(c.tape, i)) {
+        if (out->nchoices == TAP_JSON_CHOICES) {
+            return false;
+        }
+        std::memset(&out->choice[out->nchoices], 0, sizeof(tap_json_choice_t));
+        if (tap_simd_type(c.tape[i]) == tape_type::START_OBJECT
+            && !tap_chunk_choice(c, i, &out->choice[out->nchoices]))
+        {
+            return false;
+        }
+        out->nchoices++;
+    }
+    return true;
+}
+
 } /* namespace */
 
 
@@ -234,18 +457,8 @@ tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJS
 {
     tap_simd_s   &s = tap_simd;
     tap_build_s   b = { mem, nullptr, nullptr, borrow != 0, 0 };
-    simdjson::dom::element  root;
 
     *out = nullptr;
-    if (len > TAP_JSON_SIMD_MAX) {
-        return -1;
-    }
-    if (s.pad == nullptr) {
-        s.pad = static_cast<char *>(std::calloc(1, TAP_JSON_SIMD_MAX + simdjson::SIMDJSON_PADDING));
-        if (s.pad == nullptr) {
-            return -1;
-        }
-    }
     if (!borrow && s.spare == nullptr) {
         s.spare = new (std::nothrow) simdjson::dom::parser(TAP_JSON_SIMD_MAX);
         if (s.spare == nullptr) {
@@ -254,8 +467,7 @@ tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJS
     }
     simdjson::dom::parser  &p = borrow ? s.parser : *s.spare;
 
-    std::memcpy(s.pad, buf, len);
-    if (p.parse(s.pad, len, false).get(root) != simdjson::SUCCESS) {
+    if (!tap_simd_parse(s, p, buf, len)) {
         return -1;
     }
 
@@ -265,6 +477,62 @@ tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJS
     *out = tap_simd_node(b);
     if (*out == nullptr || tap_simd_build(b, 1, *out) == 0) {
         return -1;
+    }
+    return 0;
+}
+
+
+extern "C" int
+tap_json_simd_chunk(const char *buf, size_t len, const char *message, tap_json_chunk_t *out)
+{
+    static const tap_name_s  names[] = {
+        TAP_NAME("error"), TAP_NAME("id"), TAP_NAME("model"), TAP_NAME("usage"),
+        TAP_NAME("choices"),
+    };
+    tap_simd_s   &s = tap_simd;
+    tap_chunk_s   c;
+    size_t        i, end;
+    unsigned      seen = 0;
+    tape_type     t;
+
+    std::memset(out, 0, offsetof(tap_json_chunk_t, choice));     /* choices: as they are read */
+    if (!tap_simd_parse(s, s.parser, buf, len)) {
+        return -1;
+    }
+    c.tape = s.parser.doc.tape.get();
+    c.strings = reinterpret_cast<const char *>(s.parser.doc.string_buf.get());
+    c.message = message;
+    c.message_len = std::strlen(message);
+
+    /* a nesting d takes 2d words: a tape this short nests no deeper than the tree may */
+    if ((c.tape[0] & JSON_VALUE_MASK) > 2 * TAP_JSON_DEPTH
+        || tap_simd_type(c.tape[1]) != tape_type::START_OBJECT)
+    {
+        return -1;
+    }
+
+    end = (uint32_t) c.tape[1];
+    for (i = 2; i + 1 < end; i = tap_simd_skip(c.tape, i + 1)) {
+        t = tap_simd_type(c.tape[i + 1]);
+        switch (tap_chunk_name(c, c.tape[i], names, 5, &seen)) {
+        case 0:
+            if (t != tape_type::NULL_VALUE) {
+                return -1;
+            }
+            break;
+        case 1: tap_chunk_str(c, i + 1, &out->id); break;
+        case 2: tap_chunk_str(c, i + 1, &out->model); break;
+        case 3:
+            if (t == tape_type::START_OBJECT) {
+                return -1;
+            }
+            break;
+        case 4:
+            if (t == tape_type::START_ARRAY && !tap_chunk_choices(c, i + 1, out)) {
+                return -1;
+            }
+            break;
+        }
     }
     return 0;
 }

@@ -28,6 +28,51 @@ extern "C" {
  */
 int tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJSON **out);
 
+/*
+ * A chunk of an OpenAI stream read straight from simdjson's tape, without a
+ * tree: what the openai filter takes from each event.  Every member is the
+ * first of its name, compared and read as the tree would (names and strings
+ * end at their first U+0000; numbers are doubles), so that the reader and
+ * the tree agree on every chunk the reader takes.
+ */
+typedef struct {
+    const char  *s;                    /* NULL: absent, or not a string */
+    size_t       len;
+} tap_jstr_t;
+
+typedef struct {
+    tap_jstr_t   content, reasoning_content, reasoning;   /* of the delta (or message) */
+    tap_jstr_t   text, finish_reason;                     /* of the choice */
+    double       index;
+    unsigned     is_object:1;          /* else the choice carries nothing */
+    unsigned     has_index:1;          /* index is a number */
+    unsigned     has_message:1;        /* the delta (or message) is an object */
+} tap_json_choice_t;
+
+#define TAP_JSON_CHOICES  8
+
+typedef struct {
+    tap_jstr_t          id, model;
+    size_t              nchoices;      /* elements of choices (an array), else 0 */
+    tap_json_choice_t   choice[TAP_JSON_CHOICES];   /* [0, nchoices) are filled */
+} tap_json_chunk_t;
+
+/*
+ * Reads buf[0, len), a JSON object, into *out, the choices' text from their
+ * member named message ("delta" in a stream, "message" in a whole answer).
+ * Returns -1, and the caller reads the tree instead, for anything else and
+ * for what the reader leaves to the tree: an error member that is not null,
+ * a usage object, logprobs objects, tool_calls arrays, more than
+ * TAP_JSON_CHOICES choices, a body simdjson refuses or too large for it, a
+ * tape long enough to nest deeper than the tree may.  The strings live in
+ * the thread's parser until its next parse.  Must not be called while a
+ * tree borrows from that parser: tap_json_chunk() (json.c) sees to that.
+ */
+int tap_json_simd_chunk(const char *buf, size_t len, const char *message, tap_json_chunk_t *out);
+
+/* tap_json_simd_chunk(), or -1 while a tree borrows the thread's parser. */
+int tap_json_chunk(const char *buf, size_t len, const char *message, tap_json_chunk_t *out);
+
 #ifdef __cplusplus
 }
 #endif

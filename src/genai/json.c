@@ -166,6 +166,16 @@ tap_json_parse(const char *buf, size_t len)
 }
 
 
+int
+tap_json_chunk(const char *buf, size_t len, const char *message, tap_json_chunk_t *out)
+{
+    if (tap_json_borrower != NULL) {
+        return -1;                     /* its strings are in the parser */
+    }
+    return tap_json_simd_chunk(buf, len, message, out);
+}
+
+
 void
 tap_json_delete(cJSON *v)
 {

@@ -11,7 +11,9 @@
  * Each input runs twice, fed whole and in pieces; both runs must give the
  * same record and hand the client the same bytes.  An injected body must
  * still be JSON with stream_options.include_usage true, and when no event
- * was removed the client must get exactly the upstream's bytes.
+ * was removed the client must get exactly the upstream's bytes.  A third
+ * run reads every stream chunk as a tree (tap_openai_reader off): the chunk
+ * reader must leave the same record as the tree.
  */
 
 #include "config.h"
@@ -36,7 +38,12 @@ typedef struct {
     uint64_t   prompt, params, completion, lp_count, events;
     unsigned   has_completion;
     int        req_parse, resp_parse, injected;
+    uint64_t   chars, counted;
+    unsigned   nchoices;
     char       model[TAP_GEN_STR];
+    char       response_id[TAP_GEN_STR];
+    char       response_model[TAP_GEN_STR];
+    char       finish[TAP_GEN_MAX_CHOICES][24];
     char       error[64];
 } tap_fuzz_rec_t;
 
@@ -125,7 +132,13 @@ tap_fuzz_run(const uint8_t *data, size_t size, unsigned sel, size_t split, size_
     rec->events = ex.gen.token_events;
     rec->req_parse = ex.gen.req_parse;
     rec->resp_parse = ex.gen.resp_parse;
+    rec->chars = ex.gen.completion_chars;
+    rec->counted = ex.gen.counted_tokens;
+    rec->nchoices = ex.gen.nchoices;
     memcpy(rec->model, ex.gen.model, sizeof(rec->model));
+    memcpy(rec->response_id, ex.gen.response_id, sizeof(rec->response_id));
+    memcpy(rec->response_model, ex.gen.response_model, sizeof(rec->response_model));
+    memcpy(rec->finish, ex.gen.finish_reasons, sizeof(rec->finish));
     memcpy(rec->error, ex.gen.error_type, sizeof(rec->error));
     TAP_FUZZ_CHECK(o->len <= rlen);
     tap_fx_free(fx);
@@ -136,8 +149,8 @@ tap_fuzz_run(const uint8_t *data, size_t size, unsigned sel, size_t split, size_
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    tap_fuzz_rec_t  a, b;
-    tap_fuzz_out_t  oa = { 0 }, ob = { 0 };
+    tap_fuzz_rec_t  a, b, c;
+    tap_fuzz_out_t  oa = { 0 }, ob = { 0 }, oc = { 0 };
     char           *filters = "openai";
     char           *err = NULL;
     unsigned        sel;
@@ -162,16 +175,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
     tap_fuzz_run(data, size, sel, split, size + 1, &a, &oa);
     tap_fuzz_run(data, size, sel, split, piece, &b, &ob);
+    tap_openai_reader = 0;
+    tap_fuzz_run(data, size, sel, split, size + 1, &c, &oc);
+    tap_openai_reader = 1;
 
     TAP_FUZZ_CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+    TAP_FUZZ_CHECK(memcmp(&a, &c, sizeof(a)) == 0);
     TAP_FUZZ_CHECK(oa.len == ob.len && (oa.len == 0 || memcmp(oa.out, ob.out, oa.len) == 0));
+    TAP_FUZZ_CHECK(oa.len == oc.len && (oa.len == 0 || memcmp(oa.out, oc.out, oa.len) == 0));
     if (!a.injected || oa.len == size - split) {
         TAP_FUZZ_CHECK(oa.len == size - split
                        && (oa.len == 0 || memcmp(oa.out, data + split, oa.len) == 0));
     }
     free(oa.out);
     free(ob.out);
+    free(oc.out);
     return 0;
 }

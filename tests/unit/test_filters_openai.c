@@ -27,6 +27,7 @@
 
 #include "filter.h"
 #include "filters/filters.h"
+#include "genai/json-simd.h"
 
 #define TAP_T_SPLITS  150
 
@@ -79,7 +80,7 @@ typedef struct {
     unsigned  has_completion:1;
     double    mean, min, ppl;
     uint64_t  lp_count;
-    uint64_t  events;
+    uint64_t  events, chars;
     int       resp_parse, req_parse;
     char     *out;                     /* bytes handed to the client (strip) */
     size_t    out_len;
@@ -198,6 +199,7 @@ tap_t_run(tap_t_result_t *r, const char *path, const char *req, int held, const 
         r->ppl = ppl;
     }
     r->events = ex.gen.token_events;
+    r->chars = ex.gen.completion_chars;
     r->resp_parse = ex.gen.resp_parse;
     r->req_parse = ex.gen.req_parse;
     tap_fx_free(fx);
@@ -223,6 +225,7 @@ tap_t_same(const tap_t_result_t *a, const tap_t_result_t *b)
     assert_int_equal(a->lp_count, b->lp_count);
     assert_true(a->mean == b->mean && a->min == b->min);
     assert_int_equal(a->events, b->events);
+    assert_int_equal(a->chars, b->chars);
     assert_int_equal(a->resp_parse, b->resp_parse);
     assert_int_equal(a->out_len, b->out_len);
     if (a->out_len > 0) {
@@ -569,6 +572,85 @@ test_strip_cut_stream_keeps_bytes(void **state)
 }
 
 
+/*
+ * Stream chunks read without a tree (tap_json_chunk()): each one it takes
+ * (1) or leaves to the tree (0), and either way the record is the one the
+ * tree gives.  Names and strings end at their first U+0000 and the first of
+ * duplicate members counts, as in the tree.
+ */
+static const struct {
+    int          take;
+    const char  *json;
+} tap_t_chunks[] = {
+    { 1, "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\","
+         "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"logprobs\":null,"
+         "\"finish_reason\":null}]}" },
+    { 1, "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\"}}]}" },
+    { 1, "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":7,\"reasoning\":\"ok\"}}]}" },
+    { 1, "{\"choices\":[{\"index\":0,\"text\":\"ab\",\"finish_reason\":\"stop\"}]}" },
+    { 1, "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"b\"},\"finish_reason\":\"length\"},"
+         "{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}" },
+    { 1, "{\"choices\":[{\"index\":2.5,\"delta\":{\"content\":\"x\"}},{\"index\":-1,\"delta\":"
+         "{\"content\":\"y\"}},{\"index\":\"1\",\"delta\":{\"content\":\"z\"}},"
+         "{\"index\":1e300,\"finish_reason\":\"stop\"},{\"index\":3.0,\"finish_reason\":\"eos\"}]}" },
+    { 1, "{\"id\":7,\"id\":\"second\",\"choices\":[{\"delta\":{\"content\":\"a\",\"content\":\"b\"},"
+         "\"delta\":{\"content\":\"c\"}}],\"choices\":[{\"delta\":{\"content\":\"d\"}}]}" },
+    { 1, "{\"id\":\"a\\u0000b\",\"model\":\"m\\u0000\",\"choices\":[{\"delta\":{\"cont\\u0000x\":\"z\","
+         "\"content\":\"x\\u0000y\"},\"finish\\u0000_reason\":\"q\"}]}" },
+    { 1, "{\"choices\":[1,null,[2],{\"delta\":{\"content\":\"q\"}}]}" },
+    { 1, "{\"error\":null,\"usage\":null,\"choices\":[{\"delta\":{\"content\":\"\",\"tool_calls\":{}},"
+         "\"logprobs\":[1]}]}" },
+    { 1, "{\"choices\":[{\"delta\":\"x\",\"text\":\"t\"},{\"delta\":null,\"text\":5}]}" },
+    { 1, "{\"choices\":{\"0\":{\"delta\":{\"content\":\"x\"}}},\"model\":[\"m\"]}" },
+    { 1, " {\"choices\":[]} " },
+    { 0, "{\"choices\":[{\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":"
+         "[{\"token\":\"a\",\"logprob\":-0.5}]}}]}" },
+    { 0, "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}" },
+    { 0, "{\"error\":{\"type\":\"overloaded\",\"message\":\"busy\"}}" },
+    { 0, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}}]}" },
+    { 0, "{\"choices\":[{},{},{},{},{},{},{},{},{\"delta\":{\"content\":\"ninth\"}}]}" },
+    { 0, "[{\"choices\":[]}]" },
+    { 0, "{\"choices\":[{\"delta\":{\"content\":\"cut\"}}" },
+    { 0, "{\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}" },
+};
+
+
+static void
+test_chunk_reader(void **state)
+{
+    static const char  one[] = "data: {\"id\":\"a\\u0000b\",\"choices\":[{\"index\":1,"
+        "\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n";
+    tap_json_chunk_t   k;
+    tap_t_result_t     a, b;
+    char               body[1024];
+    size_t             i;
+
+    TAP_UNUSED(state);
+    for (i = 0; i < sizeof(tap_t_chunks) / sizeof(tap_t_chunks[0]); i++) {
+        assert_int_equal(tap_json_chunk(tap_t_chunks[i].json, strlen(tap_t_chunks[i].json),
+            "delta", &k) == 0, tap_t_chunks[i].take);
+        snprintf(body, sizeof(body), "data: %s\n\ndata: [DONE]\n\n", tap_t_chunks[i].json);
+        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", body,
+            strlen(body), 0, 0);
+        tap_openai_reader = 0;
+        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", body,
+            strlen(body), 0, 0);
+        tap_openai_reader = 1;
+        tap_t_same(&a, &b);
+        free(a.out);
+        free(b.out);
+    }
+
+    /* what the reader took, seen through the record */
+    tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", one,
+        strlen(one), 0, 0);
+    assert_string_equal(a.rid, "a");
+    assert_string_equal(a.finish, "stop");
+    assert_int_equal(a.events, 1);
+    free(a.out);
+}
+
+
 static void
 test_routes(void **state)
 {
@@ -614,6 +696,7 @@ main(void)
         cmocka_unit_test(test_inject_and_strip),
         cmocka_unit_test(test_strip_crlf_and_comments),
         cmocka_unit_test(test_strip_cut_stream_keeps_bytes),
+        cmocka_unit_test(test_chunk_reader),
         cmocka_unit_test(test_routes),
     };
 
