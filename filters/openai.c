@@ -534,25 +534,27 @@ tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint6
 
 
 /*
- * A stream chunk read without a tree (tap_json_chunk()): the usual chunk,
- * content and a finish reason, takes a third of the time of a tree.  The
- * reader leaves to the tree what it does not read (errors, usage, logprobs,
- * tool calls); what it does read goes through the same steps as above.
- * Tests and the fuzz target turn it off to hold it to the tree.
+ * A stream chunk or a whole answer read without a tree (tap_json_chunk()):
+ * the usual one, with content, finish reasons and usage, takes a third of
+ * the time of a tree.  The reader leaves to the tree what it does not read
+ * (errors, logprobs, tool calls); what it does read goes through the same
+ * steps as in tap_oai_response_event() below.  Tests and the fuzz target
+ * turn it off to hold it to the tree.
  */
 int  tap_openai_reader = 1;
 
 static int
-tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev)
+tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev, int *verdict)
 {
     tap_gen_t                *g = fx->gen;
     tap_json_chunk_t          k;
     const tap_json_choice_t  *ch;
     size_t                    i;
     unsigned                  ci;
+    int64_t                   pt, ct, cached;
     int                       tokens = 0;
 
-    if (tap_json_chunk(ev->data, ev->len, "delta", &k) != 0) {
+    if (tap_json_chunk(ev->data, ev->len, ev->whole ? "message" : "delta", &k) != 0) {
         return -1;
     }
     if (g->response_id[0] == '\0') {
@@ -560,6 +562,19 @@ tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev)
     }
     if (g->response_model[0] == '\0') {
         tap_gen_copy_str(g->response_model, k.model.s, k.model.len);
+    }
+    if (k.has_usage) {
+        pt = ct = cached = TAP_GEN_UNSET;
+        if (k.prompt_tokens.set) {
+            tap_gen_integer_of(k.prompt_tokens.value, &pt);
+        }
+        if (k.completion_tokens.set) {
+            tap_gen_integer_of(k.completion_tokens.value, &ct);
+        }
+        if (k.cached_tokens.set) {
+            tap_gen_integer_of(k.cached_tokens.value, &cached);
+        }
+        tap_gen_usage(g, pt, ct, cached);
     }
     for (i = 0; i < k.nchoices; i++) {
         ch = &k.choice[i];
@@ -569,9 +584,13 @@ tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev)
             tap_gen_finish_reason(g, ci, ch->finish_reason.s, ch->finish_reason.len);
         }
     }
-    if (tokens) {
+    if (!ev->whole && tokens) {
         tap_gen_tokens(g, ev->now, 1);
     }
+
+    /* the usage-only chunk asked for by injection */
+    *verdict = k.has_usage && k.has_choices && k.nchoices == 0 && fx->usage_injected
+               && !ev->whole ? TAP_FEV_DROP : TAP_FEV_PASS;
     return 0;
 }
 
@@ -585,11 +604,12 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     size_t      i;
     int64_t     pt, ct, cached;
     uint64_t    counted = 0;
-    int         tokens = 0, usage_only;
+    int         tokens = 0, usage_only, verdict;
 
     TAP_UNUSED(o);
-    if (!ev->whole && tap_openai_reader && tap_oai_chunk(fx, ev) == 0) {
-        return TAP_FEV_PASS;
+    if (tap_openai_reader && tap_oai_chunk(fx, ev, &verdict) == 0) {
+        tap_fev_valid(ev);
+        return verdict;
     }
     j = tap_fev_json(ev);
     if (!tap_json_is_object(j)) {

@@ -588,8 +588,16 @@ tap_fev_json(const tap_fevent_t *ev)
     if (!e->parsed) {
         e->parsed = 1;
         e->json = tap_json_parse(e->data, e->len);
+        e->valid = e->json != NULL;
     }
     return e->json;
+}
+
+
+void
+tap_fev_valid(const tap_fevent_t *ev)
+{
+    ((tap_fevent_t *) ev)->valid = 1;
 }
 
 
@@ -610,6 +618,7 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
     ev.now = fx->now != 0 ? fx->now : tap_fx_now();
     ev.json = NULL;
     ev.parsed = 0;
+    ev.valid = 0;
     for (k = 0; k < len && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r'
                             || data[k] == '\n'); k++)
     {
@@ -617,9 +626,6 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
     }
     if (k == len || (data[k] != '{' && data[k] != '[')) {
         ev.parsed = 1;                 /* not JSON, without asking the parser */
-    }
-    if ((whole || fx->frame == TAP_FRAME_NDJSON) && tap_fev_json(&ev) == NULL) {
-        fx->gen->resp_parse = TAP_GEN_PARSE_NOT_JSON;
     }
 
     *drop = 0;
@@ -631,8 +637,18 @@ tap_fx_event(tap_fx_t *fx, const char *data, size_t len, const char *name, int w
         }
     }
 
-    /* a configured classifier score, for plain JSON answers (whole ones are parsed above) */
-    if (whole && ev.json != NULL) {
+    /*
+     * A whole body or an NDJSON line that is not JSON says so.  No hook
+     * writes resp_parse for data that is not JSON, so the verdict may come
+     * after them, once a hook that read the data without its tree
+     * (tap_fev_valid()) has said whether it was.
+     */
+    if ((whole || fx->frame == TAP_FRAME_NDJSON) && !ev.valid && tap_fev_json(&ev) == NULL) {
+        fx->gen->resp_parse = TAP_GEN_PARSE_NOT_JSON;
+    }
+
+    /* a configured classifier score, for plain JSON answers */
+    if (whole && fx->fc->nscores > 0 && tap_fev_json(&ev) != NULL) {
         for (i = 0; i < fx->fc->nscores; i++) {
             m = fx->fc->scores[i].match;
             if (m[0] == '/' ? (strlen(m) <= fx->path_len && memcmp(m, fx->path, strlen(m)) == 0)

@@ -55,11 +55,15 @@ typedef struct tap_fevent_s {
     int64_t      now;                  /* monotonic ns when it was seen */
     unsigned     whole:1;              /* the complete body of a plain response */
     unsigned     parsed:1;             /* json is known (filter.c's) */
+    unsigned     valid:1;              /* the data is known to be JSON (filter.c's) */
     cJSON       *json;                 /* filter.c's: read it with tap_fev_json() */
 } tap_fevent_t;
 
 /* The event's data parsed, NULL when it is not JSON. */
 cJSON *tap_fev_json(const tap_fevent_t *ev);
+
+/* Tells the chain that a hook read the data as JSON without asking for its tree. */
+void tap_fev_valid(const tap_fevent_t *ev);
 
 #define TAP_FEV_PASS   0
 #define TAP_FEV_DROP   1               /* remove from the client's stream (usage injection) */

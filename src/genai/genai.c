@@ -813,10 +813,17 @@ tap_gen_number(cJSON *v, double *out)
 int
 tap_gen_integer(cJSON *v, int64_t *out)
 {
-    if (!tap_json_is_int(v)) {
+    return tap_json_is_number(v) ? tap_gen_integer_of(v->valuedouble, out) : -1;
+}
+
+
+int
+tap_gen_integer_of(double d, int64_t *out)
+{
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d))) {
         return -1;
     }
-    *out = (int64_t) v->valuedouble;
+    *out = (int64_t) d;
     return 0;
 }
 

@@ -148,6 +148,9 @@ void tap_gen_hash_params(tap_gen_t *g, cJSON *extra);
 int tap_gen_number(cJSON *v, double *out);
 int tap_gen_integer(cJSON *v, int64_t *out);
 
+/* The same for the number d. */
+int tap_gen_integer_of(double d, int64_t *out);
+
 /* Response side. */
 void tap_gen_text(tap_gen_t *g, unsigned choice, const char *s, size_t len);
 void tap_gen_finish_reason(tap_gen_t *g, unsigned choice, const char *s, size_t len);

@@ -22,9 +22,10 @@
  * second one made when first needed, so that they leave the borrowed
  * strings alone.
  *
- * tap_json_simd_chunk() reads an OpenAI stream chunk from the tape without
- * a tree, as the tree would read it (json-simd.h): streams send one chunk
- * per token, and the tree was most of the filter's cost per event.
+ * tap_json_simd_chunk() reads an OpenAI stream chunk or answer from the
+ * tape without a tree, as the tree would read it (json-simd.h): streams
+ * send one chunk per token, and the tree was most of the filter's cost per
+ * event.
  */
 
 #include "config.h"
@@ -363,6 +364,46 @@ tap_chunk_number(const tap_chunk_s &c, size_t i, double *d)
 }
 
 
+/* The number at tape[i] into *n when it is one. */
+inline void
+tap_chunk_num(const tap_chunk_s &c, size_t i, tap_jnum_t *n)
+{
+    n->set = tap_chunk_number(c, i, &n->value);
+}
+
+
+/* The usage object at tape[i]. */
+void
+tap_chunk_usage(const tap_chunk_s &c, size_t i, tap_json_chunk_t *out)
+{
+    static const tap_name_s  names[] = {
+        TAP_NAME("prompt_tokens"), TAP_NAME("completion_tokens"), TAP_NAME("prompt_tokens_details"),
+    };
+    static const tap_name_s  cached[] = { TAP_NAME("cached_tokens") };
+    size_t     end = (uint32_t) c.tape[i], j, dend;
+    unsigned   seen = 0, dseen = 0;
+
+    out->has_usage = 1;
+    for (i++; i + 1 < end; i = tap_simd_skip(c.tape, i + 1)) {
+        switch (tap_chunk_name(c, c.tape[i], names, 3, &seen)) {
+        case 0: tap_chunk_num(c, i + 1, &out->prompt_tokens); break;
+        case 1: tap_chunk_num(c, i + 1, &out->completion_tokens); break;
+        case 2:
+            if (tap_simd_type(c.tape[i + 1]) != tape_type::START_OBJECT) {
+                break;
+            }
+            dend = (uint32_t) c.tape[i + 1];
+            for (j = i + 2; j + 1 < dend; j = tap_simd_skip(c.tape, j + 1)) {
+                if (tap_chunk_name(c, c.tape[j], cached, 1, &dseen) == 0) {
+                    tap_chunk_num(c, j + 1, &out->cached_tokens);
+                }
+            }
+            break;
+        }
+    }
+}
+
+
 /* The delta (or message) object at tape[i]. */
 bool
 tap_chunk_message(const tap_chunk_s &c, size_t i, tap_json_choice_t *ch)
@@ -524,12 +565,15 @@ tap_json_simd_chunk(const char *buf, size_t len, const char *message, tap_json_c
         case 2: tap_chunk_str(c, i + 1, &out->model); break;
         case 3:
             if (t == tape_type::START_OBJECT) {
-                return -1;
+                tap_chunk_usage(c, i + 1, out);
             }
             break;
         case 4:
-            if (t == tape_type::START_ARRAY && !tap_chunk_choices(c, i + 1, out)) {
-                return -1;
+            if (t == tape_type::START_ARRAY) {
+                out->has_choices = 1;
+                if (!tap_chunk_choices(c, i + 1, out)) {
+                    return -1;
+                }
             }
             break;
         }

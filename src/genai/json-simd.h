@@ -29,8 +29,8 @@ extern "C" {
 int tap_json_simd(const char *buf, size_t len, void *(*mem)(size_t), int borrow, cJSON **out);
 
 /*
- * A chunk of an OpenAI stream read straight from simdjson's tape, without a
- * tree: what the openai filter takes from each event.  Every member is the
+ * A chunk of an OpenAI stream, or a whole answer, read straight from
+ * simdjson's tape without a tree: what the openai filter takes from each.  Every member is the
  * first of its name, compared and read as the tree would (names and strings
  * end at their first U+0000; numbers are doubles), so that the reader and
  * the tree agree on every chunk the reader takes.
@@ -52,8 +52,16 @@ typedef struct {
 #define TAP_JSON_CHOICES  8
 
 typedef struct {
+    double       value;
+    unsigned     set:1;                /* the member is a number */
+} tap_jnum_t;
+
+typedef struct {
     tap_jstr_t          id, model;
-    size_t              nchoices;      /* elements of choices (an array), else 0 */
+    tap_jnum_t          prompt_tokens, completion_tokens, cached_tokens;   /* of usage */
+    unsigned            has_usage:1;   /* usage is an object */
+    unsigned            has_choices:1; /* choices is an array */
+    size_t              nchoices;      /* its elements, else 0 */
     tap_json_choice_t   choice[TAP_JSON_CHOICES];   /* [0, nchoices) are filled */
 } tap_json_chunk_t;
 
@@ -62,7 +70,7 @@ typedef struct {
  * member named message ("delta" in a stream, "message" in a whole answer).
  * Returns -1, and the caller reads the tree instead, for anything else and
  * for what the reader leaves to the tree: an error member that is not null,
- * a usage object, logprobs objects, tool_calls arrays, more than
+ * logprobs objects, tool_calls arrays, more than
  * TAP_JSON_CHOICES choices, a body simdjson refuses or too large for it, a
  * tape long enough to nest deeper than the tree may.  The strings live in
  * the thread's parser until its next parse.  Must not be called while a

@@ -575,7 +575,8 @@ test_strip_cut_stream_keeps_bytes(void **state)
 /*
  * Stream chunks read without a tree (tap_json_chunk()): each one it takes
  * (1) or leaves to the tree (0), and either way the record is the one the
- * tree gives.  Names and strings end at their first U+0000 and the first of
+ * tree gives, in a stream, in a stream with usage injected (the usage-only
+ * chunk removed) and as a whole answer.  Names and strings end at their first U+0000 and the first of
  * duplicate members counts, as in the tree.
  */
 static const struct {
@@ -605,7 +606,15 @@ static const struct {
     { 1, " {\"choices\":[]} " },
     { 0, "{\"choices\":[{\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":"
          "[{\"token\":\"a\",\"logprob\":-0.5}]}}]}" },
-    { 0, "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}" },
+    { 1, "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}" },
+    { 1, "{\"id\":\"u\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"m\"},\"delta\":"
+         "{\"content\":\"d\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,"
+         "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":8}}}" },
+    { 1, "{\"usage\":{\"prompt_tokens\":2.5,\"completion_tokens\":\"3\",\"prompt_tokens_details\":"
+         "[1],\"prompt_tokens_details\":{\"cached_tokens\":4}},\"usage\":{\"prompt_tokens\":9}}" },
+    { 1, "{\"usage\":{\"prompt_tokens\":1e300,\"completion_tokens\":-0.0,\"prompt_tokens_details\":"
+         "{\"cached_tokens\":9007199254740993,\"cached_tokens\":1}},\"choices\":[]}" },
+    { 1, "{\"usage\":[1],\"choices\":[]}" },
     { 0, "{\"error\":{\"type\":\"overloaded\",\"message\":\"busy\"}}" },
     { 0, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}}]}" },
     { 0, "{\"choices\":[{},{},{},{},{},{},{},{},{\"delta\":{\"content\":\"ninth\"}}]}" },
@@ -634,6 +643,28 @@ test_chunk_reader(void **state)
             strlen(body), 0, 0);
         tap_openai_reader = 0;
         tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", body,
+            strlen(body), 0, 0);
+        tap_openai_reader = 1;
+        tap_t_same(&a, &b);
+        free(a.out);
+        free(b.out);
+
+        /* the same object as a whole answer, read from its message */
+        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "application/json",
+            tap_t_chunks[i].json, strlen(tap_t_chunks[i].json), 0, 0);
+        tap_openai_reader = 0;
+        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "application/json",
+            tap_t_chunks[i].json, strlen(tap_t_chunks[i].json), 0, 0);
+        tap_openai_reader = 1;
+        tap_t_same(&a, &b);
+        free(a.out);
+        free(b.out);
+
+        /* and as the chunk of a stream that asked for usage */
+        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 1, "text/event-stream", body,
+            strlen(body), 0, 0);
+        tap_openai_reader = 0;
+        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 1, "text/event-stream", body,
             strlen(body), 0, 0);
         tap_openai_reader = 1;
         tap_t_same(&a, &b);
