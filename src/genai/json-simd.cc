@@ -252,7 +252,7 @@ tap_simd_parse(tap_simd_s &s, simdjson::dom::parser &p, const char *buf, size_t 
 }
 
 
-/* --- the stream chunk reader -------------------------------------------------------------- */
+/* --- the chunk reader -------------------------------------------------------------------- */
 
 inline tape_type
 tap_simd_type(uint64_t w)

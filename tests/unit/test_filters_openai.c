@@ -576,8 +576,8 @@ test_strip_cut_stream_keeps_bytes(void **state)
  * Stream chunks read without a tree (tap_json_chunk()): each one it takes
  * (1) or leaves to the tree (0), and either way the record is the one the
  * tree gives, in a stream, in a stream with usage injected (the usage-only
- * chunk removed) and as a whole answer.  Names and strings end at their first U+0000 and the first of
- * duplicate members counts, as in the tree.
+ * chunk removed) and as a whole answer.  Names and strings end at their
+ * first U+0000 and the first of duplicate members counts, as in the tree.
  */
 static const struct {
     int          take;
