@@ -624,13 +624,29 @@ static const struct {
 };
 
 
+/* One exchange run with the chunk reader on and off: both give the same record and bytes. */
+static void
+tap_t_reader_agrees(int held, const char *ctype, const char *resp)
+{
+    tap_t_result_t  a, b;
+
+    tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, held, ctype, resp, strlen(resp), 0, 0);
+    tap_openai_reader = 0;
+    tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, held, ctype, resp, strlen(resp), 0, 0);
+    tap_openai_reader = 1;
+    tap_t_same(&a, &b);
+    free(a.out);
+    free(b.out);
+}
+
+
 static void
 test_chunk_reader(void **state)
 {
     static const char  one[] = "data: {\"id\":\"a\\u0000b\",\"choices\":[{\"index\":1,"
         "\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n";
     tap_json_chunk_t   k;
-    tap_t_result_t     a, b;
+    tap_t_result_t     a;
     char               body[1024];
     size_t             i;
 
@@ -639,37 +655,11 @@ test_chunk_reader(void **state)
         assert_int_equal(tap_json_chunk(tap_t_chunks[i].json, strlen(tap_t_chunks[i].json),
             "delta", &k) == 0, tap_t_chunks[i].take);
         snprintf(body, sizeof(body), "data: %s\n\ndata: [DONE]\n\n", tap_t_chunks[i].json);
-        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", body,
-            strlen(body), 0, 0);
-        tap_openai_reader = 0;
-        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "text/event-stream", body,
-            strlen(body), 0, 0);
-        tap_openai_reader = 1;
-        tap_t_same(&a, &b);
-        free(a.out);
-        free(b.out);
-
+        tap_t_reader_agrees(0, "text/event-stream", body);
         /* the same object as a whole answer, read from its message */
-        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "application/json",
-            tap_t_chunks[i].json, strlen(tap_t_chunks[i].json), 0, 0);
-        tap_openai_reader = 0;
-        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 0, "application/json",
-            tap_t_chunks[i].json, strlen(tap_t_chunks[i].json), 0, 0);
-        tap_openai_reader = 1;
-        tap_t_same(&a, &b);
-        free(a.out);
-        free(b.out);
-
+        tap_t_reader_agrees(0, "application/json", tap_t_chunks[i].json);
         /* and as the chunk of a stream that asked for usage */
-        tap_t_run(&a, "/v1/chat/completions", TAP_T_CHAT_REQ, 1, "text/event-stream", body,
-            strlen(body), 0, 0);
-        tap_openai_reader = 0;
-        tap_t_run(&b, "/v1/chat/completions", TAP_T_CHAT_REQ, 1, "text/event-stream", body,
-            strlen(body), 0, 0);
-        tap_openai_reader = 1;
-        tap_t_same(&a, &b);
-        free(a.out);
-        free(b.out);
+        tap_t_reader_agrees(1, "text/event-stream", body);
     }
 
     /* what the reader took, seen through the record */
