@@ -21,7 +21,7 @@ extern const tap_filter_t  tap_filter_kserve;
  */
 char *tap_openai_inject_usage(const char *b, size_t len, size_t *outlen);
 
-/* Non-zero (the default): stream chunks are read without a tree where they can be. */
+/* Non-zero (the default): stream chunks and answers are read without a tree where they can be. */
 extern int  tap_openai_reader;
 
 #endif /* TAP_FILTERS_H */

@@ -477,10 +477,10 @@ tap_oai_choice_read(cJSON *c, cJSON *m, tap_json_choice_t *ch)
 static unsigned
 tap_oai_choice_index(const tap_json_choice_t *ch, size_t pos)
 {
-    double  d = ch->index;
+    int64_t  idx;
 
-    if (ch->has_index && d >= 0 && d < 1 << 20 && d == (double) (int64_t) d) {
-        return (unsigned) d;
+    if (ch->has_index && tap_gen_integer_of(ch->index, &idx) == 0 && idx >= 0 && idx < 1 << 20) {
+        return (unsigned) idx;
     }
     return (unsigned) pos;
 }

@@ -831,13 +831,9 @@ tap_gen_integer_of(double d, int64_t *out)
 int
 tap_json_is_int(const cJSON *v)
 {
-    double  d;
+    int64_t  n;
 
-    if (!tap_json_is_number(v)) {
-        return 0;
-    }
-    d = v->valuedouble;
-    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d);
+    return tap_json_is_number(v) && tap_gen_integer_of(v->valuedouble, &n) == 0;
 }
 
 
