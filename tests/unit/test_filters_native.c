@@ -419,7 +419,7 @@ tap_t_check_double(double got, double want)
 static void
 tap_t_check(const tap_t_case_t *c, const tap_gen_t *g)
 {
-    double  want, mean;
+    double  want, mean = NAN;
 
     assert_non_null(g->provider);
     assert_string_equal(g->provider, c->provider);

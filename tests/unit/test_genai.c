@@ -456,7 +456,7 @@ tap_t_params(const char *temperature, cJSON *extra)
 {
     tap_gen_t  g;
     cJSON     *v;
-    double     d;
+    double     d = 0;
 
     tap_gen_init(&g);
     if (temperature != NULL) {
@@ -520,8 +520,8 @@ static void
 test_number_integer(void **state)
 {
     cJSON    *v;
-    int64_t   i;
-    double    d;
+    int64_t   i = 0;
+    double    d = 0;
 
     v = cJSON_CreateNumber(3.0);
     assert_int_equal(tap_gen_integer(v, &i), 0);
