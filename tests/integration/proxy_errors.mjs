@@ -390,6 +390,10 @@ test('malformed upstream responses: 502', async (t) => {
         'NOT HTTP AT ALL\r\n\r\n',
         'HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n',
         'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        /* llhttp frames these by Content-Length: a Transfer-Encoding it does not see as one */
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\nok',
+        'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding:\r\n\r\nok',
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok',
         'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok',
         'HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok',
         'HTTP/1.1 200 OK\r\nBad Header\r\n\r\n',
