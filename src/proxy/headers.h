@@ -155,6 +155,18 @@ tap_hlist_count_id(const tap_hlist_t *hl, tap_hid_e id)
     return hl->nid[id];
 }
 
+/*
+ * The Content-Length and Transfer-Encoding fields of a head together: more
+ * than one is ambiguous framing, whatever their values (llhttp misses a
+ * Content-Length beside an empty Transfer-Encoding).
+ */
+static inline unsigned
+tap_hlist_framings(const tap_hlist_t *hl)
+{
+    return tap_hlist_count_id(hl, TAP_H_CONTENT_LENGTH)
+           + tap_hlist_count_id(hl, TAP_H_TRANSFER_ENCODING);
+}
+
 static inline unsigned
 tap_hlist_count(const tap_hlist_t *hl, const char *name)
 {

@@ -396,9 +396,7 @@ tap_reqp_validate(tap_reqp_t *rp)
 
     clh = tap_hlist_find_id(hl, TAP_H_CONTENT_LENGTH, 0);
     te = tap_hlist_find_id(hl, TAP_H_TRANSFER_ENCODING, 0);
-    if (tap_hlist_count_id(hl, TAP_H_CONTENT_LENGTH) > 1
-        || tap_hlist_count_id(hl, TAP_H_TRANSFER_ENCODING) > 1 || (clh >= 0 && te >= 0))
-    {
+    if (tap_hlist_framings(hl) > 1) {
         tap_reqp_fail(rp, 400, "bad_request", "ambiguous message framing");
         return TAP_ERROR;
     }

@@ -207,13 +207,7 @@ tap_respp_on_headers_complete(llhttp_t *p)
         rp->interim = 1;
         return 1;
     }
-    /* llhttp refuses Content-Length beside a Transfer-Encoding it saw, but
-     * not beside one whose value is empty: any two framings are refused */
-    if (tap_hlist_count_id(&rp->hl, TAP_H_CONTENT_LENGTH) > 1
-        || tap_hlist_count_id(&rp->hl, TAP_H_TRANSFER_ENCODING) > 1
-        || (tap_hlist_find_id(&rp->hl, TAP_H_CONTENT_LENGTH, 0) >= 0
-            && tap_hlist_find_id(&rp->hl, TAP_H_TRANSFER_ENCODING, 0) >= 0))
-    {
+    if (tap_hlist_framings(&rp->hl) > 1) {
         return tap_respp_fail(rp, "ambiguous response framing");
     }
     /* llhttp takes an empty name, and spaces inside one unless built with
