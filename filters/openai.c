@@ -446,6 +446,37 @@ tap_oai_str(cJSON *obj, const char *name, tap_jstr_t *s)
 }
 
 
+/* A number member of a tree into *n, as the chunk reader gives it. */
+static void
+tap_oai_num(cJSON *obj, const char *name, tap_jnum_t *n)
+{
+    cJSON  *v = tap_json_get(obj, name);
+
+    n->set = tap_json_is_number(v);
+    n->value = n->set ? v->valuedouble : 0.0;
+}
+
+
+/* A usage object, read by the chunk reader or from a tree: its integer counts. */
+static void
+tap_oai_usage(tap_gen_t *g, const tap_jnum_t *prompt, const tap_jnum_t *completion,
+    const tap_jnum_t *cached)
+{
+    int64_t  pt = TAP_GEN_UNSET, ct = TAP_GEN_UNSET, ca = TAP_GEN_UNSET;
+
+    if (prompt->set) {
+        tap_gen_integer_of(prompt->value, &pt);
+    }
+    if (completion->set) {
+        tap_gen_integer_of(completion->value, &ct);
+    }
+    if (cached->set) {
+        tap_gen_integer_of(cached->value, &ca);
+    }
+    tap_gen_usage(g, pt, ct, ca);
+}
+
+
 /* A choice of a tree read as the chunk reader reads one; m is its delta (or message). */
 static void
 tap_oai_choice_read(cJSON *c, cJSON *m, tap_json_choice_t *ch)
@@ -486,11 +517,15 @@ tap_oai_choice_index(const tap_json_choice_t *ch, size_t pos)
 }
 
 
-/* The generated text and reasoning of a choice; *tokens set when it carries any. */
+/*
+ * The generated text, reasoning and finish reason of a choice, read by the
+ * chunk reader or from a tree, at place pos; *tokens set when it carries text.
+ */
 static void
-tap_oai_choice_text(tap_gen_t *g, unsigned ci, const tap_json_choice_t *ch, int *tokens)
+tap_oai_choice_take(tap_gen_t *g, const tap_json_choice_t *ch, size_t pos, int *tokens)
 {
     const tap_jstr_t  *r;
+    unsigned           ci = tap_oai_choice_index(ch, pos);
 
     if (ch->has_message) {
         if (ch->content.s != NULL) {
@@ -506,6 +541,9 @@ tap_oai_choice_text(tap_gen_t *g, unsigned ci, const tap_json_choice_t *ch, int 
         tap_gen_text(g, ci, ch->text.s, ch->text.len);
         *tokens |= ch->text.len > 0;
     }
+    if (ch->finish_reason.s != NULL) {
+        tap_gen_finish_reason(g, ci, ch->finish_reason.s, ch->finish_reason.len);
+    }
 }
 
 
@@ -515,21 +553,14 @@ tap_oai_choice(tap_fx_t *fx, cJSON *c, size_t pos, int whole, int *tokens, uint6
     tap_gen_t          *g = fx->gen;
     tap_json_choice_t   ch;
     cJSON              *m;
-    unsigned            ci;
 
     m = tap_json_get(c, whole ? "message" : "delta");
     tap_oai_choice_read(c, m, &ch);
-    ci = tap_oai_choice_index(&ch, pos);
-    tap_oai_choice_text(g, ci, &ch, tokens);
+    tap_oai_choice_take(g, &ch, pos, tokens);
     if (ch.has_message && tap_oai_tool_text(tap_json_get(m, "tool_calls"))) {
         *tokens = 1;
     }
-
     *counted += tap_oai_logprobs(g, tap_json_get(c, "logprobs"));
-
-    if (ch.finish_reason.s != NULL) {
-        tap_gen_finish_reason(g, ci, ch.finish_reason.s, ch.finish_reason.len);
-    }
 }
 
 
@@ -548,10 +579,7 @@ tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev, int *verdict)
 {
     tap_gen_t                *g = fx->gen;
     tap_json_chunk_t          k;
-    const tap_json_choice_t  *ch;
     size_t                    i;
-    unsigned                  ci;
-    int64_t                   pt, ct, cached;
     int                       tokens = 0;
 
     if (tap_json_chunk(ev->data, ev->len, ev->whole ? "message" : "delta", &k) != 0) {
@@ -564,25 +592,10 @@ tap_oai_chunk(tap_fx_t *fx, const tap_fevent_t *ev, int *verdict)
         tap_gen_copy_str(g->response_model, k.model.s, k.model.len);
     }
     if (k.has_usage) {
-        pt = ct = cached = TAP_GEN_UNSET;
-        if (k.prompt_tokens.set) {
-            tap_gen_integer_of(k.prompt_tokens.value, &pt);
-        }
-        if (k.completion_tokens.set) {
-            tap_gen_integer_of(k.completion_tokens.value, &ct);
-        }
-        if (k.cached_tokens.set) {
-            tap_gen_integer_of(k.cached_tokens.value, &cached);
-        }
-        tap_gen_usage(g, pt, ct, cached);
+        tap_oai_usage(g, &k.prompt_tokens, &k.completion_tokens, &k.cached_tokens);
     }
     for (i = 0; i < k.nchoices; i++) {
-        ch = &k.choice[i];
-        ci = tap_oai_choice_index(ch, i);
-        tap_oai_choice_text(g, ci, ch, &tokens);
-        if (ch->finish_reason.s != NULL) {
-            tap_gen_finish_reason(g, ci, ch->finish_reason.s, ch->finish_reason.len);
-        }
+        tap_oai_choice_take(g, &k.choice[i], i, &tokens);
     }
     if (!ev->whole && tokens) {
         tap_gen_tokens(g, ev->now, 1);
@@ -602,7 +615,7 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
     tap_gen_t  *g = fx->gen;
     cJSON      *j, *v, *u, *c;
     size_t      i;
-    int64_t     pt, ct, cached;
+    tap_jnum_t  pt, ct, cached;
     uint64_t    counted = 0;
     int         tokens = 0, usage_only, verdict;
 
@@ -642,12 +655,10 @@ tap_oai_response_event(tap_fx_t *fx, void *st, const tap_fevent_t *ev)
 
     u = tap_json_get(j, "usage");
     if (tap_json_is_object(u)) {
-        pt = ct = cached = TAP_GEN_UNSET;
-        tap_gen_integer(tap_json_get(u, "prompt_tokens"), &pt);
-        tap_gen_integer(tap_json_get(u, "completion_tokens"), &ct);
-        tap_gen_integer(tap_json_get(tap_json_get(u, "prompt_tokens_details"),
-            "cached_tokens"), &cached);
-        tap_gen_usage(g, pt, ct, cached);
+        tap_oai_num(u, "prompt_tokens", &pt);
+        tap_oai_num(u, "completion_tokens", &ct);
+        tap_oai_num(tap_json_get(u, "prompt_tokens_details"), "cached_tokens", &cached);
+        tap_oai_usage(g, &pt, &ct, &cached);
     }
 
     c = tap_json_get(j, "choices");
